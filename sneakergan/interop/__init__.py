@@ -1,0 +1,1 @@
+"""Interoperability with the reference implementation's files."""

@@ -1,0 +1,1 @@
+"""StyleGAN2 networks: layers, mapping, synthesis, discriminator, presets."""
