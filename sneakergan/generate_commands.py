@@ -1,7 +1,114 @@
 """CLI commands of the model stage: presets, generate, import, export."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .console import console, fail, progress_bar
 
 
 def register(app: typer.Typer) -> None:
     """Add the model commands to the main app."""
+    app.command("presets")(presets)
+    app.command("generate")(generate)
+    app.command("import")(import_pickle)
+    app.command("export")(export)
+
+
+def presets() -> None:
+    """List the network presets with their parameter counts."""
+    from rich.table import Table
+
+    from .nets import PRESETS, Discriminator, Generator, count_parameters
+
+    table = Table(title="sneakergan presets")
+    for col in ("preset", "output", "z/w", "mapping", "channels", "G params", "D params"):
+        table.add_column(col, justify="right" if "params" in col else "left", no_wrap=True)
+    for name, p in PRESETS.items():
+        cfg = p.network
+        table.add_row(name, f"{cfg.img_width}x{cfg.img_height}", f"{cfg.z_dim}/{cfg.w_dim}", str(cfg.mapping_layers),
+                      f"{cfg.channel_base}/{cfg.channel_max}", f"{count_parameters(Generator(cfg)):,}",
+                      f"{count_parameters(Discriminator(cfg)):,}")
+    console.print(table)
+    for name, p in PRESETS.items():
+        console.print(f"[bold]{name}[/]: {p.about}")
+
+
+def generate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "--model", help="Model file (.safetensors/.json or stem)."),
+    seeds: str = typer.Option("0-7", help="Seeds, e.g. 0-99,120."),
+    psi: float = typer.Option(1.0, "--psi", "--trunc", help="Truncation psi (1 = none)."),
+    cutoff: Optional[int] = typer.Option(None, help="Truncate only the first N ws."),
+    noise_mode: str = typer.Option("const", help="random | const | none."),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="Class index for conditional models."),
+    out: Path = typer.Option(Path("out"), help="Output folder."),
+    grid: bool = typer.Option(False, "--grid", help="Also write a contact sheet grid.png."),
+    batch: int = typer.Option(0, help="Batch size (0 = automatic)."),
+    device: str = typer.Option("auto", help="cpu | cuda | auto."),
+) -> None:
+    """Write one PNG per seed (seed s means z = RandomState(s).randn(1, z_dim), as the reference tools)."""
+    from PIL import Image
+
+    from .generate import generate_images, load_generator, parse_seeds, resolve_device
+    from .modelfile import ModelFileError
+    from .nets import NOISE_MODES
+
+    if noise_mode not in NOISE_MODES:
+        fail(f"--noise-mode must be one of {', '.join(NOISE_MODES)}")
+    try:
+        seed_list = parse_seeds(seeds)
+        dev = resolve_device(device)
+        G = load_generator(checkpoint, dev)
+    except (ValueError, ModelFileError) as e:
+        fail(str(e))
+    if batch <= 0:  # big batches help GPUs; on CPU 8 already keeps both cores busy
+        batch = 32 if dev.type == "cuda" else 8
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    try:
+        with progress_bar("generating", total=len(seed_list), unit="img") as advance:
+            for seed, arr in generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, class_idx=class_idx,
+                                             batch_size=batch, cutoff=cutoff, on_batch=advance):
+                Image.fromarray(arr).save(out / f"seed{seed:04d}.png")
+                if grid:
+                    images.append(arr)
+    except ValueError as e:
+        fail(str(e))
+    if grid:
+        from .generate import make_grid
+
+        make_grid(images).save(out / "grid.png")
+    console.print(f"wrote {len(seed_list)} images to {out}" + (" (+ grid.png)" if grid else ""))
+
+
+def import_pickle(
+    pkl: Path = typer.Argument(..., help="A StyleGAN2-ADA network-snapshot-*.pkl."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (NAME.safetensors + NAME.json)."),
+    nets: str = typer.Option("G_ema", help="Networks to import: G_ema or G,D,G_ema."),
+) -> None:
+    """Import a reference snapshot safely (a restricted unpickler: nothing in the file is executed)."""
+    from .interop.nvlabs import SnapshotImportError, UnsafePickleError, import_snapshot
+
+    try:
+        path = import_snapshot(pkl, out, [n.strip() for n in nets.split(",") if n.strip()])
+    except (SnapshotImportError, UnsafePickleError) as e:
+        fail(str(e))
+    console.print(f"imported {pkl} -> {path}")
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="Training checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Serving model file to write."),
+    fp16: bool = typer.Option(False, help="Store weights as float16 (half the size)."),
+) -> None:
+    """Strip a checkpoint to G_ema for serving."""
+    from .modelfile import ModelFileError, export_model
+
+    try:
+        path = export_model(checkpoint, out, fp16=fp16)
+    except ModelFileError as e:
+        fail(str(e))
+    console.print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -1,0 +1,187 @@
+"""StyleGAN2 building blocks in plain PyTorch: equalised-LR layers, FIR resampling, modulated convolution.
+
+The arithmetic follows Karras et al. 2020 (StyleGAN2) and matches the reference implementation number for number
+(tests/test_import_reference.py checks it against the reference's own outputs), but the resampling is written
+for speed on CPUs: the [1,3,3,1] FIR filter is separable, so it runs as two 1-D depthwise passes, and
+upsampling by zero insertion is done as a strided transposed convolution instead of convolving zeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_GAIN = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
+
+
+def fir_taps(taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> torch.Tensor:
+    """The 1-D resampling filter, normalised to sum to 1 (its 2-D form is the outer product)."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    return f / f.sum()
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float = 1.0,
+             clamp: float | None = None) -> torch.Tensor:
+    """Add a per-channel bias, apply the activation, scale by gain, clamp (in that order, as StyleGAN2)."""
+    if b is not None:
+        x = x + (b.reshape(1, -1, 1, 1) if x.ndim == 4 else b)
+    if act == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE)
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act!r}")
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def _pad_or_crop(x: torch.Tensor, px0: int, px1: int, py0: int, py1: int) -> torch.Tensor:
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    h, w = x.shape[2], x.shape[3]
+    return x[:, :, max(-py0, 0): h - max(-py1, 0), max(-px0, 0): w - max(-px1, 0)]
+
+
+def fir_filter(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> torch.Tensor:
+    """Pad (x0, x1, y0, y1; negative crops) then convolve with the separable filter f (1-D taps) on each channel."""
+    c = x.shape[1]
+    x = _pad_or_crop(x, *pad)
+    g = math.sqrt(gain)  # the gain is split between the two 1-D passes
+    fx = (f.flip(0) * g).to(x.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
+    fy = (f.flip(0) * g).to(x.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.conv2d(x, fx, groups=c)
+    return F.conv2d(x, fy, groups=c)
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x upsampling: zero insertion + FIR lowpass with gain 4, done as a strided transposed depthwise conv."""
+    c = x.shape[1]
+    k = f.numel()
+    f2 = (torch.outer(f, f) * 4).to(x.dtype)
+    w = f2.flip([0, 1]).reshape(1, 1, k, k).expand(c, 1, k, k)
+    # zero-insert to 2H, pad (k+1)//2 before and (k-2)//2 after, correlate with the flipped filter: equal to a stride-2
+    # transposed conv with the filter, cropped by the padding difference.
+    y = F.conv_transpose2d(x, w.flip([2, 3]), stride=2, groups=c)
+    # transposed conv output is 2H + k - 2 long; the reference window starts at offset (k - 1) - (k + 1)//2
+    p0 = (k - 1) - (k + 1) // 2
+    h, wd = x.shape[2] * 2, x.shape[3] * 2
+    return y[:, :, p0:p0 + h, p0:p0 + wd]
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x downsampling: FIR lowpass then keep every second pixel."""
+    k = f.numel()
+    p = (k - 2) // 2
+    x = fir_filter(x, f, (p + (k % 2 == 1), p, p + (k % 2 == 1), p))  # for 4 taps: pad 1 each side
+    return x[:, :, ::2, ::2]
+
+
+class FullyConnected(nn.Module):
+    """Equalised-learning-rate linear layer: weights stored as N(0, 1)/lr_mult, scaled at run time."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, bias_init: float = 0.0,
+                 lr_multiplier: float = 1.0, activation: str = "linear") -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        b = self.bias
+        if b is not None and self.bias_gain != 1:
+            b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        x = x.matmul(w.t())
+        return bias_act(x, b, self.activation, gain=LRELU_GAIN if self.activation == "lrelu" else 1.0)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, act={self.activation}"
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-learning-rate convolution with optional 2x FIR down-sampling (the discriminator's layers)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = "linear", down: bool = False, conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.act_gain = LRELU_GAIN if activation == "lrelu" else 1.0
+        self.register_buffer("resample_filter", fir_taps(), persistent=False)
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        k = w.shape[-1]
+        if self.down and k == 1:
+            x = downsample2d(x, self.resample_filter)  # cheaper to shrink first, then mix channels
+            x = F.conv2d(x, w)
+        elif self.down:
+            # lowpass with padding so that the stride-2 conv lands on the reference's sample grid
+            p = self.padding + 1
+            x = fir_filter(x, self.resample_filter, (p, p, p, p))
+            x = F.conv2d(x, w, stride=2)
+        else:
+            x = F.conv2d(x, w, padding=self.padding)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / ||w'|| per sample and output channel, where w' = w * style (StyleGAN2's demodulation), as [N, O]."""
+    wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+    return (styles.square().matmul(wsq.t()) + 1e-8).rsqrt()
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                     up: bool = False, noise: torch.Tensor | None = None,
+                     resample_filter: torch.Tensor | None = None, fused: bool = False) -> torch.Tensor:
+    """Modulated (and demodulated) convolution.
+
+    Two mathematically equal forms: `fused=False` scales activations instead of weights, so the whole batch shares
+    one ordinary convolution (fastest on CPU and what training uses); `fused=True` builds per-sample weights and
+    runs a grouped convolution (fewer passes over activations, useful for batch 1 on GPU).
+    """
+    n = x.shape[0]
+    out_c, in_c, kh, kw = weight.shape
+    dcoefs = demod_coefficients(weight, styles) if demodulate else None
+    if fused:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_c, 1, 1)
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(n, out_c, 1, 1, 1)
+        x = x.reshape(1, n * in_c, *x.shape[2:])
+        w = w.reshape(n * out_c, in_c, kh, kw)
+        x = _conv(x, w, up, groups=n, resample_filter=resample_filter)
+        x = x.reshape(n, out_c, *x.shape[2:])
+        return x + noise if noise is not None else x
+    x = x * styles.reshape(n, in_c, 1, 1)
+    x = _conv(x, weight, up, groups=1, resample_filter=resample_filter)
+    if dcoefs is not None:
+        x = x * dcoefs.reshape(n, out_c, 1, 1)
+    return x + noise if noise is not None else x
+
+
+def _conv(x: torch.Tensor, w: torch.Tensor, up: bool, groups: int, resample_filter: torch.Tensor | None) -> torch.Tensor:
+    k = w.shape[-1]
+    if not up:
+        return F.conv2d(x, w, padding=k // 2, groups=groups)
+    # Upsampling 3x3 conv: a stride-2 transposed conv (weights as [in, out/groups, k, k]) then a FIR lowpass with gain 4.
+    o, i = w.shape[0], w.shape[1]
+    wt = w.reshape(groups, o // groups, i, k, k).transpose(1, 2).reshape(groups * i, o // groups, k, k)
+    x = F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    f = resample_filter
+    ft = f.numel()
+    # The transposed conv yields 2H + k - 2 samples; pad/crop so the lowpass output is exactly 2H.
+    p0 = (ft + 1) // 2 + k // 2 - (k - 1)
+    p1 = (ft - 2) // 2 + k // 2 - (k - 2)
+    return fir_filter(x, f, (p0, p1, p0, p1), gain=4.0)

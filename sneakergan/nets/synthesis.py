@@ -1,0 +1,160 @@
+"""Synthesis network: a learned constant grown by modulated convolutions to an RGB image (skip architecture)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import NetworkConfig
+from .layers import FullyConnected, LRELU_GAIN, bias_act, fir_taps, modulated_conv2d, upsample2d
+
+NOISE_MODES = ("random", "const", "none")
+
+
+@dataclass(frozen=True)
+class StyleLayer:
+    """A layer that reads one w: its index in ws, its name and its affine (w -> per-channel style) layer."""
+
+    ws_index: int
+    name: str
+    affine: FullyConnected
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (+ optional 2x upsampling), per-pixel noise with learned strength, bias, lrelu."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, size: tuple[int, int], up: bool = False,
+                 conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.up, self.conv_clamp = up, conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("noise_const", torch.randn(size))
+        self.register_buffer("resample_filter", fir_taps(), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused: bool = False,
+                styles: torch.Tensor | None = None) -> torch.Tensor:
+        if styles is None:
+            styles = self.affine(w)
+        noise = None
+        if noise_mode == "random":
+            h, wd = self.noise_const.shape
+            noise = torch.randn(x.shape[0], 1, h, wd, device=x.device, dtype=x.dtype) * self.noise_strength
+        elif noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, noise=noise,
+                             resample_filter=self.resample_filter, fused=fused)
+        return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=self.conv_clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv to RGB, without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = False,
+                styles: torch.Tensor | None = None) -> torch.Tensor:
+        if styles is None:
+            styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles * self.weight_gain, demodulate=False, fused=fused)
+        return bias_act(x, self.bias, clamp=self.conv_clamp)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (upsampling conv0,) conv1 and a toRGB whose output is added to the upsampled image."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, size: tuple[int, int], img_channels: int,
+                 conv_clamp: float | None) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, *size))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, size, up=True, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, size, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.register_buffer("resample_filter", fir_taps(), persistent=False)
+        self.num_conv = 1 if in_channels == 0 else 2
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str,
+                fused: bool = False, styles: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ws [N, num_conv + 1, w_dim]: one w per conv and one for toRGB (shared with the next block's first conv)."""
+        s = styles or [None] * (self.num_conv + 1)
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape)
+            x = self.conv1(x, ws[:, 0], noise_mode, fused, s[0])
+        else:
+            x = self.conv0(x, ws[:, 0], noise_mode, fused, s[0])
+            x = self.conv1(x, ws[:, 1], noise_mode, fused, s[1])
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        y = self.torgb(x, ws[:, self.num_conv], fused, s[self.num_conv])
+        return x, (img + y if img is not None else y)
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, C, H, W]."""
+
+    def __init__(self, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.block_resolutions = cfg.block_resolutions
+        bh, bw = cfg.base_size
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            in_c = cfg.channels(res // 2) if res > 4 else 0
+            size = (bh * res // 4, bw * res // 4)
+            block = SynthesisBlock(in_c, cfg.channels(res), cfg.w_dim, size, cfg.img_channels, cfg.conv_clamp)
+            self.add_module(f"b{res}", block)
+            self.num_ws += block.num_conv
+        self.num_ws += 1  # the last toRGB
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def style_layers(self) -> list[StyleLayer]:
+        """Every layer that reads a w, in ws order (the toRGB of a block shares its w with the next conv)."""
+        out: list[StyleLayer] = []
+        idx = 0
+        for res, block in zip(self.block_resolutions, self.blocks()):
+            if block.in_channels:
+                out.append(StyleLayer(idx, f"b{res}.conv0", block.conv0.affine))
+            out.append(StyleLayer(idx + block.num_conv - 1, f"b{res}.conv1", block.conv1.affine))
+            out.append(StyleLayer(idx + block.num_conv, f"b{res}.torgb", block.torgb.affine))
+            idx += block.num_conv
+        return out
+
+    def compute_styles(self, ws: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per-block lists of style vectors (affine(w)), so renderers can cache them between edits."""
+        styles, idx = [], 0
+        for block in self.blocks():
+            layers = ([block.conv0] if block.in_channels else []) + [block.conv1, block.torgb]
+            styles.append([layer.affine(ws[:, idx + j]) for j, layer in enumerate(layers)])
+            idx += block.num_conv
+        return styles
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused: bool = False,
+                styles: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if ws.shape[1] != self.num_ws:
+            raise ValueError(f"expected ws with {self.num_ws} layers, got {ws.shape[1]}")
+        ws = ws.to(torch.float32)
+        x = img = None
+        idx = 0
+        for i, block in enumerate(self.blocks()):
+            block_ws = ws[:, idx: idx + block.num_conv + 1]
+            x, img = block(x, img, block_ws, noise_mode, fused, styles[i] if styles is not None else None)
+            idx += block.num_conv
+        return img
