@@ -1,7 +1,116 @@
 """CLI commands of the metrics stage (registered on the main Typer app by `register`)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+
+def metrics(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Model file (.safetensors, .json or stem)."),
+    data: Path = typer.Option(..., "--data", help="Dataset: a StyleGAN2-ADA zip or a folder of images."),
+    metric_names: str = typer.Option(
+        "fid50k_full", "--metrics", help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full."
+    ),
+    num: Optional[int] = typer.Option(None, "--num", min=2, help="Generated samples (overrides the 50k)."),
+    features: Optional[Path] = typer.Option(
+        None, "--features", help="Inception weights (pt_inception-2015-12-05-6726825d.pth or .safetensors)."
+    ),
+    extractor: str = typer.Option("inception", "--extractor", help="inception | random-tiny (not comparable)."),
+    device: str = typer.Option("auto", "--device", help="cpu | cuda | auto."),
+    batch: int = typer.Option(32, "--batch", min=1, help="Images per forward pass."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated latents."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Real-feature cache (~/.cache/sneakergan)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
+) -> None:
+    """FID / KID / precision-recall of a checkpoint against a dataset (StyleGAN2-ADA protocol)."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
+                               TextColumn, TimeRemainingColumn)
+    from rich.table import Table
+    from rich.text import Text
+
+    from .data import DatasetError
+    from .features import EXTRACTORS, MissingWeightsError, build_extractor
+    from .pipeline import MetricError, parse_metric, run_metrics
+    from sneakergan.generate import load_generator, resolve_device
+
+    console = Console(stderr=True)
+    names = [n.strip() for n in metric_names.split(",") if n.strip()]
+    if extractor not in EXTRACTORS:
+        raise typer.BadParameter(f"choose from {', '.join(EXTRACTORS)}", param_hint="--extractor")
+    if not names:
+        raise typer.BadParameter("name at least one metric", param_hint="--metrics")
+    try:
+        for name in names:
+            parse_metric(name, num)
+    except MetricError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--metrics") from None
+    try:
+        dev = str(resolve_device(device))
+    except (ValueError, RuntimeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
+
+    # The weights check comes first: it is the likeliest failure and needs no model or data.
+    try:
+        feat = build_extractor(extractor, weights=features, device=dev)
+    except (MissingWeightsError, ValueError) as exc:  # absent, or not the Inception state dict
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+    from sneakergan.modelfile import ModelFileError
+
+    try:
+        G = load_generator(checkpoint, device=dev)
+    except (ModelFileError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] cannot load {checkpoint}: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "? img/s")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               RateColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "real features" if stage == "real" else "generated features"
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        try:
+            report = run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
+                                 batch_size=batch, seed=seed, progress=on_progress)
+        except (DatasetError, MetricError) as exc:
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    out = Console()
+    table = Table(title=f"{checkpoint.name} vs {data.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report.results.items():
+        table.add_row(key, f"{value:.6g}")
+    out.print(table)
+    out.print(
+        f"{report.num_gen} generated (psi=1, seed {seed}) vs {report.num_real} real images; extractor "
+        f"{report.extractor}; real features {'from cache' if report.real_cached else 'computed'}; "
+        f"{report.seconds:.1f} s on {dev}"
+    )
+    if not report.comparable:
+        out.print("[yellow]note:[/yellow] random-tiny features: these numbers are NOT comparable to published FIDs.")
+    if json_out is not None:
+        payload = report.to_dict() | {"checkpoint": str(checkpoint), "seed": seed, "device": dev}
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.command("metrics")(metrics)
