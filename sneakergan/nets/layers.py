@@ -2,12 +2,13 @@
 
 The arithmetic follows Karras et al. 2020 (StyleGAN2) and matches the reference implementation number for number
 (tests/test_import_reference.py checks it against the reference's own outputs), but the resampling is written
-for speed on CPUs: the [1,3,3,1] FIR filter is separable, so it runs as two 1-D depthwise passes, and
-upsampling by zero insertion is done as a strided transposed convolution instead of convolving zeros.
+for speed on CPUs: the [1,3,3,1] FIR filter is separable, so up/down-sampling runs as two 1-D passes, each a small
+banded matrix product (no depthwise convolutions, whose backward is slow on CPUs, and no convolving of inserted zeros).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,38 +47,70 @@ def _pad_or_crop(x: torch.Tensor, px0: int, px1: int, py0: int, py1: int) -> tor
     return x[:, :, max(-py0, 0): h - max(-py1, 0), max(-px0, 0): w - max(-px1, 0)]
 
 
+# Up to this side length the 1-D resampling passes run as matrix products: depthwise convolutions (and worse,
+# their backward) are slow on CPUs, while a small banded matrix product is fast on every device. Beyond it
+# the O(side) cost per sample of the dense band outgrows the 4 taps of the direct convolution.
+MATMUL_FIR_MAX_SIDE = 128
+
+
+@functools.lru_cache(maxsize=512)
+def _fir_matrix(n_in: int, up: int, down: int, pad0: int, pad1: int, taps: tuple[float, ...], gain: float,
+                device: str, dtype: torch.dtype) -> torch.Tensor:
+    """[n_in, n_out] matrix of one 1-D upfirdn pass: zero-insert by `up`, pad, convolve with taps, keep every `down`."""
+    k = len(taps)
+    n_filtered = n_in * up + pad0 + pad1 - k + 1
+    n_out = (n_filtered - 1) // down + 1
+    m = torch.zeros(n_in, n_out, dtype=torch.float64)
+    flipped = taps[::-1]  # convolution, not correlation
+    for i in range(n_in):
+        for j in range(n_out):
+            t = up * i + pad0 - down * j
+            if 0 <= t < k:
+                m[i, j] = flipped[t] * gain
+    return m.to(device=device, dtype=dtype)
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+    """Upsample by zero insertion, pad (x0, x1, y0, y1; negative crops), filter with the separable taps f, decimate.
+
+    The gain multiplies the 2-D filter, so it is split as sqrt(gain) per 1-D pass.
+    """
+    px0, px1, py0, py1 = pad
+    h, w = x.shape[2], x.shape[3]
+    g = math.sqrt(gain)
+    if max(h * up, w * up) <= MATMUL_FIR_MAX_SIDE:
+        taps = tuple(float(t) for t in f)
+        mw = _fir_matrix(w, up, down, px0, px1, taps, g, str(x.device), x.dtype)
+        mh = _fir_matrix(h, up, down, py0, py1, taps, g, str(x.device), x.dtype)
+        return torch.matmul(mh.t(), torch.matmul(x, mw))
+    n, c = x.shape[:2]
+    if up > 1:
+        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = _pad_or_crop(x, px0, px1, py0, py1)
+    fx = (f.flip(0) * g).to(x.dtype).reshape(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    fy = (f.flip(0) * g).to(x.dtype).reshape(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    x = F.conv2d(F.conv2d(x, fx, groups=c), fy, groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
 def fir_filter(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> torch.Tensor:
     """Pad (x0, x1, y0, y1; negative crops) then convolve with the separable filter f (1-D taps) on each channel."""
-    c = x.shape[1]
-    x = _pad_or_crop(x, *pad)
-    g = math.sqrt(gain)  # the gain is split between the two 1-D passes
-    fx = (f.flip(0) * g).to(x.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
-    fy = (f.flip(0) * g).to(x.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
-    x = F.conv2d(x, fx, groups=c)
-    return F.conv2d(x, fy, groups=c)
+    return upfirdn2d(x, f, pad=pad, gain=gain)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x upsampling: zero insertion + FIR lowpass with gain 4, done as a strided transposed depthwise conv."""
-    c = x.shape[1]
+    """2x upsampling: zero insertion + FIR lowpass with gain 4 (the image skip connections of the synthesis)."""
     k = f.numel()
-    f2 = (torch.outer(f, f) * 4).to(x.dtype)
-    w = f2.flip([0, 1]).reshape(1, 1, k, k).expand(c, 1, k, k)
-    # zero-insert to 2H, pad (k+1)//2 before and (k-2)//2 after, correlate with the flipped filter: equal to a stride-2
-    # transposed conv with the filter, cropped by the padding difference.
-    y = F.conv_transpose2d(x, w.flip([2, 3]), stride=2, groups=c)
-    # transposed conv output is 2H + k - 2 long; the reference window starts at offset (k - 1) - (k + 1)//2
-    p0 = (k - 1) - (k + 1) // 2
-    h, wd = x.shape[2] * 2, x.shape[3] * 2
-    return y[:, :, p0:p0 + h, p0:p0 + wd]
+    p0, p1 = (k + 1) // 2, (k - 2) // 2
+    return upfirdn2d(x, f, up=2, pad=(p0, p1, p0, p1), gain=4.0)
 
 
 def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x downsampling: FIR lowpass then keep every second pixel."""
     k = f.numel()
-    p = (k - 2) // 2
-    x = fir_filter(x, f, (p + (k % 2 == 1), p, p + (k % 2 == 1), p))  # for 4 taps: pad 1 each side
-    return x[:, :, ::2, ::2]
+    p0, p1 = (k - 1) // 2, (k - 2) // 2
+    return upfirdn2d(x, f, down=2, pad=(p0, p1, p0, p1))
 
 
 class FullyConnected(nn.Module):

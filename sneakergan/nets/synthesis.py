@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .config import NetworkConfig
-from .layers import FullyConnected, LRELU_GAIN, bias_act, fir_taps, modulated_conv2d, upsample2d
+from .layers import FullyConnected, LRELU_GAIN, _conv, bias_act, demod_coefficients, fir_taps, modulated_conv2d, upsample2d
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -47,9 +47,36 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn(x.shape[0], 1, h, wd, device=x.device, dtype=x.dtype) * self.noise_strength
         elif noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        if not torch.is_grad_enabled():
+            return self._forward_inference(x, styles, noise)
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, noise=noise,
                              resample_filter=self.resample_filter, fused=fused)
         return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=self.conv_clamp)
+
+    def _forward_inference(self, x: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Same arithmetic with fewer passes over memory (no autograd, so in-place is safe).
+
+        (conv * d + noise + bias) * g == conv * (d * g) + (noise + bias) * g, and lrelu commutes with g > 0, so
+        demodulation, noise, bias and gain become one addcmul; activation and clamp run in place. A single image
+        folds its style into the weights (a weight tensor is smaller than the activations).
+        """
+        n = x.shape[0]
+        out_c = self.weight.shape[0]
+        dcoefs = demod_coefficients(self.weight, styles) * LRELU_GAIN
+        if n == 1:
+            w = self.weight * styles.reshape(1, -1, 1, 1)
+            y = _conv(x, w, self.up, groups=1, resample_filter=self.resample_filter)
+        else:
+            y = _conv(x * styles.reshape(n, -1, 1, 1), self.weight, self.up, groups=1,
+                      resample_filter=self.resample_filter)
+        offset = self.bias.reshape(1, -1, 1, 1) * LRELU_GAIN
+        if noise is not None:
+            offset = offset + noise * LRELU_GAIN
+        y = torch.addcmul(offset, y, dcoefs.reshape(n, out_c, 1, 1))
+        torch.nn.functional.leaky_relu_(y, 0.2)
+        if self.conv_clamp is not None:
+            y.clamp_(-self.conv_clamp, self.conv_clamp)
+        return y
 
 
 class ToRGBLayer(nn.Module):
