@@ -197,3 +197,17 @@ def test_matrix_and_convolution_resampling_agree(monkeypatch, up, down, pad):
     (ga,) = torch.autograd.grad(a.square().sum(), x)
     (gb,) = torch.autograd.grad(b.square().sum(), x)
     torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5)
+
+
+def test_rendering_in_inference_mode_then_training_works():
+    """Cached resampling matrices first built under inference mode must still work with autograd later."""
+    from sneakergan.nets import layers
+
+    layers._fir_matrix.cache_clear()
+    torch.manual_seed(0)
+    G = Generator(small_cfg(resolution=32, channel_base=256, channel_max=8))
+    z = torch.randn(2, G.z_dim)
+    with torch.inference_mode():
+        G(z, noise_mode="const")
+    G(z).square().mean().backward()
+    assert G.synthesis.b32.conv0.weight.grad is not None

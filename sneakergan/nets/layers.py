@@ -57,6 +57,12 @@ MATMUL_FIR_MAX_SIDE = 128
 def _fir_matrix(n_in: int, up: int, down: int, pad0: int, pad1: int, taps: tuple[float, ...], gain: float,
                 device: str, dtype: torch.dtype) -> torch.Tensor:
     """[n_in, n_out] matrix of one 1-D upfirdn pass: zero-insert by `up`, pad, convolve with taps, keep every `down`."""
+    with torch.inference_mode(False):  # a cached tensor made under inference mode could never enter autograd
+        return _build_fir_matrix(n_in, up, down, pad0, pad1, taps, gain).to(device=device, dtype=dtype)
+
+
+def _build_fir_matrix(n_in: int, up: int, down: int, pad0: int, pad1: int, taps: tuple[float, ...],
+                      gain: float) -> torch.Tensor:
     k = len(taps)
     n_filtered = n_in * up + pad0 + pad1 - k + 1
     n_out = (n_filtered - 1) // down + 1
@@ -67,7 +73,7 @@ def _fir_matrix(n_in: int, up: int, down: int, pad0: int, pad1: int, taps: tuple
             t = up * i + pad0 - down * j
             if 0 <= t < k:
                 m[i, j] = flipped[t] * gain
-    return m.to(device=device, dtype=dtype)
+    return m
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
