@@ -1,0 +1,119 @@
+"""StyleGAN2 losses: non-saturating logistic loss, lazy R1, lazy path-length regularisation, style mixing.
+
+From Karras et al. 2020 (StyleGAN2, section 3 and appendix B) and Mescheder et al. 2018 (R1). The regularisers
+are "lazy": the loop calls them every few steps with `gain` = the interval, so their average weight is right.
+Each method returns a scalar loss ready for `backward()` plus detached statistics for the log.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentPipe
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms (TrainConfig supplies them)."""
+
+    r1_gamma: float = 10.0
+    pl_weight: float = 2.0
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mix: float = 0.9
+
+
+class StyleGAN2Loss:
+    """Holds G, D, the augmentation pipe and the path-length running mean; one method per training phase."""
+
+    def __init__(self, G: torch.nn.Module, D: torch.nn.Module, augment: AugmentPipe | None, cfg: LossConfig,
+                 reduce_mean=None) -> None:
+        self.G, self.D, self.augment, self.cfg = G, D, augment, cfg
+        self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
+        self.reduce_mean = reduce_mean  # callable averaging a tensor over processes (multi-GPU), or None
+
+    # -- forward helpers -------------------------------------------------------------------------------
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor | None, update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """z -> (images, ws); with probability style_mix the layers from a random cutoff on take a second w."""
+        ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
+        if self.cfg.style_mix > 0 and ws.shape[1] > 1 and float(torch.rand([])) < self.cfg.style_mix:
+            cutoff = int(torch.randint(1, ws.shape[1], []))
+            ws2 = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
+            layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
+            ws = torch.where(layer < cutoff, ws, ws2)
+        return self.G.synthesis(ws, noise_mode="random"), ws
+
+    def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        if self.augment is not None:
+            img = self.augment(img)
+        return self.D(img, c)
+
+    def run_D_pair(self, real: torch.Tensor, fake: torch.Tensor, c_real: torch.Tensor | None,
+                   c_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D on reals and fakes in one batch (bigger, faster matrix products on CPU) with the same result.
+
+        Minibatch-stddev groups are sample i with i + N/G, ...; the two halves are interleaved in blocks of
+        N/G so every group stays all-real or all-fake, exactly as two separate calls would group them.
+        """
+        n = real.shape[0]
+        group = getattr(self.D.cfg, "mbstd_group", 0)
+        if group <= 0 or n % group or fake.shape[0] != n or min(group, 2 * n) != min(group, n):
+            return self.run_D(real, c_real), self.run_D(fake, c_fake)
+        g = min(group, n)
+
+        def merge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.cat([a.reshape(g, n // g, *a.shape[1:]), b.reshape(g, n // g, *b.shape[1:])], 1).flatten(0, 1)
+
+        both = merge(real, fake)
+        c = merge(c_real, c_fake) if c_real is not None else None
+        logits = self.run_D(both, c).reshape(g, 2 * n // g, -1)
+        return logits[:, : n // g].reshape(n, -1), logits[:, n // g :].reshape(n, -1)
+
+    # -- phases ------------------------------------------------------------------------------------------
+
+    def g_main(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Non-saturating G loss softplus(-D(G(z))). Returns (loss, detached fakes for the D step, stats)."""
+        img, _ = self.run_G(z, c, update_w_avg=True)
+        logits = self.run_D(img, c)
+        loss = F.softplus(-logits).mean()
+        return loss, img.detach(), {"loss_G": loss.detach(), "D_fake_G": logits.detach().mean()}
+
+    def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float) -> tuple[torch.Tensor, dict]:
+        """Path-length regulariser on a shrunk batch: (|J_w^T y| - a)^2 with a the running mean of lengths."""
+        n = max(z.shape[0] // self.cfg.pl_batch_shrink, 1)
+        img, ws = self.run_G(z[:n], c[:n] if c is not None else None)
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        batch_mean = lengths.detach().mean()
+        if self.reduce_mean is not None:
+            batch_mean = self.reduce_mean(batch_mean)
+        self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, self.cfg.pl_decay))
+        penalty = (lengths - self.pl_mean).square()
+        loss = penalty.mean() * self.cfg.pl_weight * gain
+        return loss, {"loss_pl": penalty.detach().mean(), "pl_mean": self.pl_mean.detach().clone()}
+
+    def d_main(self, real: torch.Tensor, c_real: torch.Tensor | None, fake: torch.Tensor,
+               c_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """softplus(D(fake)) + softplus(-D(real)). Returns (loss, real logits for ADA, stats)."""
+        real_logits, fake_logits = self.run_D_pair(real, fake, c_real, c_fake)
+        loss_fake = F.softplus(fake_logits).mean()
+        loss_real = F.softplus(-real_logits).mean()
+        loss = loss_fake + loss_real
+        stats = {"loss_D": loss.detach(), "D_real": real_logits.detach().mean(), "D_fake": fake_logits.detach().mean(),
+                 "sign_real": real_logits.detach().sign().mean()}
+        return loss, real_logits.detach(), stats
+
+    def d_r1(self, real: torch.Tensor, c_real: torch.Tensor | None, gain: float) -> tuple[torch.Tensor, dict]:
+        """R1: gamma / 2 * |grad_x D(x)|^2 on reals (gradient with respect to the un-augmented image)."""
+        x = real.detach().requires_grad_(True)
+        logits = self.run_D(x, c_real)
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        penalty = grad.square().sum(dim=[1, 2, 3])
+        loss = (penalty * (self.cfg.r1_gamma / 2)).mean() * gain
+        return loss, {"loss_r1": penalty.detach().mean()}
