@@ -88,6 +88,113 @@ def run_generator_benchmarks(device: torch.device, quick: bool = False) -> list[
     return [generator_throughput(n, b, device, seconds=2.0 if quick else 5.0) for n, b in cases]
 
 
+def training_throughput(preset: str, device: torch.device, iters: int = 6, mode: str = "core",
+                        threads: int | None = None) -> dict[str, Any]:
+    """Seconds per kimg of the real training step on a pre-loaded batch.
+
+    mode "core": one G + one D step, no R1 / path length / augmentation (REFERENCES.md's CPU table setting);
+    mode "full": the preset's step with lazy regularisers at their real frequency and ADA bgc at p = 0.3.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .train.config import resolve_config
+    from .train.loop import Trainer
+
+    net = get_preset(preset).network
+    folder = scratch_dir()
+    data = folder / "noise.zip"
+    import io
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(data, "w") as zf:
+        for i in range(32):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (net.img_height, net.img_width, 3), dtype=np.uint8)).save(buf, "PNG")
+            zf.writestr(f"{i:05d}.png", buf.getvalue())
+    flags: dict[str, Any] = dict(data=str(data), out=str(folder / "run"), preset=preset, kimg=1e6, workers=0,
+                                 threads=threads, device=str(device))
+    if mode == "core":
+        flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
+    else:
+        flags.update(aug="ada", p=0.3, augpipe="bgc")
+    tr = Trainer(resolve_config(flags), progress=False)
+    real, c = next(tr._loader())
+    n = iters if mode == "core" else max(iters, 16)  # whole lazy-regularisation cycles
+    times = _timeit(lambda: [tr._step(real, c) for _ in range(n)], 0.0, device, min_runs=1)
+    sec_per_step = statistics.median(times) / n
+    batch = tr.cfg.batch
+    img_s = batch / sec_per_step
+    return {"bench": f"train ({mode})", "config": preset, "batch": batch, "img/s": round(img_s, 2),
+            "s/kimg": round(1000 / img_s, 1), "kimg/h": round(3.6 * img_s, 1)}
+
+
+def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[str, Any]]:
+    """p50/p95 milliseconds to render one edited image, with and without the renderer's caches."""
+    import numpy as np
+
+    from .edit.directions import compute_sefa, sample_w
+    from .edit.render import Renderer
+    from .edit.state import EditState
+
+    torch.manual_seed(0)
+    G = Generator(get_preset(preset).network).eval().requires_grad_(False).to(device)
+    w = sample_w(G, 1000)
+    dirs = compute_sefa(G, "fine", 2, w)
+    rows = []
+    for label, cache in (("uncached", 0), ("cached (slider drag)", 256)):
+        r = Renderer(G, dirs, model_id="bench", cache_size=cache)
+        base = EditState(model="bench", seed=1, psi=0.7)
+        amounts = iter(np.linspace(-3, 3, n + 8))
+        for _ in range(3):  # warm-up: allocations and first-call overheads
+            r.render(base.with_edit(dirs[0].id, float(next(amounts))))
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            r.render(base.with_edit(dirs[0].id, float(next(amounts))))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t)
+        ms = np.array(times) * 1000
+        rows.append({"bench": f"edit render ({label})", "config": preset, "batch": 1,
+                     "p50 ms": round(float(np.percentile(ms, 50)), 1), "p95 ms": round(float(np.percentile(ms, 95)), 1)})
+    return rows
+
+
+def prepare_throughput(count: int = 40, side: int = 1000, workers: int = 2) -> dict[str, Any]:
+    """Images/s of `prepare` on synthetic sneakers saved as side-px JPEGs (a fresh store, nothing cached)."""
+    import io
+
+    from .collect.store import Store
+    from .prepare.pipeline import PrepareConfig, run_prepare
+    from .prepare.synth import render_sneaker
+
+    root = scratch_dir()
+    store = Store.open(root / "store", create=True)
+    for seed in range(count):
+        img, _ = render_sneaker(seed, side)
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+        store.add_bytes(buf.getvalue(), source={"kind": "folder", "image_url": f"bench://{seed}"})
+    store.close()
+    t = time.perf_counter()
+    run_prepare(root / "store", root / "out.zip", PrepareConfig(resolution=256, workers=workers))
+    img_s = count / (time.perf_counter() - t)
+    return {"bench": "prepare", "config": f"{count} x {side}px JPEG", "batch": workers, "img/s": round(img_s, 2)}
+
+
+def run_all(device: torch.device, quick: bool = True) -> list[dict[str, Any]]:
+    """Every benchmark of the system, sized to finish in a few minutes on 2 cores with the small presets."""
+    rows = run_generator_benchmarks(device, quick=quick)
+    for preset in ("tiny", "demo64"):
+        rows.append(training_throughput(preset, device, iters=4 if quick else 8))
+    for preset in ("tiny", "demo64"):
+        rows.extend(edit_latency(preset, device, n=12 if quick else 40))
+    rows.append(prepare_throughput(count=24 if quick else 200))
+    return rows
+
+
 def time_rows(rows: list[dict[str, Any]]) -> str:
     """Plain-text table (for bench scripts that print without Rich)."""
     if not rows:

@@ -28,6 +28,7 @@ STAGE_COMMAND_MODULES = (
     "sneakergan.edit.commands",
     "sneakergan.serve.commands",
     "sneakergan.metrics.commands",
+    "sneakergan.bench_commands",
 )
 
 for _module in STAGE_COMMAND_MODULES:

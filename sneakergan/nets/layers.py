@@ -93,10 +93,12 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
     n, c = x.shape[:2]
     if up > 1:
         x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
-    x = _pad_or_crop(x, px0, px1, py0, py1)
     fx = (f.flip(0) * g).to(x.dtype).reshape(1, 1, 1, -1).repeat(c, 1, 1, 1)
     fy = (f.flip(0) * g).to(x.dtype).reshape(1, 1, -1, 1).repeat(c, 1, 1, 1)
-    x = F.conv2d(F.conv2d(x, fx, groups=c), fy, groups=c)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:  # symmetric: let each 1-D pass pad, no padded copy of the map
+        x = F.conv2d(F.conv2d(x, fx, padding=(0, px0), groups=c), fy, padding=(py0, 0), groups=c)
+    else:
+        x = F.conv2d(F.conv2d(_pad_or_crop(x, px0, px1, py0, py1), fx, groups=c), fy, groups=c)
     return x[:, :, ::down, ::down] if down > 1 else x
 
 

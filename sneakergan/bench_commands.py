@@ -1,0 +1,46 @@
+"""`sneakergan bench`: the project's benchmarks in one table, with the machine they ran on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .console import console, fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add the bench command to the main app."""
+    app.command("bench")(bench)
+
+
+def bench(
+    device: str = typer.Option("auto", help="cpu | cuda | auto."),
+    full: bool = typer.Option(False, "--full", help="Longer runs and paper256 too (the default finishes in ~5 min on 2 cores)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows and machine as JSON."),
+) -> None:
+    """Generator throughput, training s/kimg, edit-render latency and prepare throughput on this machine."""
+    from rich.table import Table
+
+    from .bench import machine_info, run_all
+    from .generate import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        fail(str(e))
+    info = machine_info(dev)
+    console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    rows = run_all(dev, quick=not full)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    table = Table(title="sneakergan bench")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("bench", "config") else "right")
+    for r in rows:
+        table.add_row(*["-" if r.get(c) is None else str(r[c]) for c in cols])
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+        console.print(f"wrote {json_out}")
