@@ -41,6 +41,7 @@ def _atomic_write(target: Path, write) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes private files; a model file is an ordinary, shareable file
     try:
         write(tmp)
         with open(tmp, "rb") as f:
