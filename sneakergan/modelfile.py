@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .fileio import atomic_write
 from .nets import Discriminator, Generator, NetworkConfig
 
 FORMAT = "sneakergan-model/1"
@@ -35,21 +34,6 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
-
-
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes private files; a model file is an ordinary, shareable file
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha256(path: Path) -> str:
@@ -91,7 +75,7 @@ def save_checkpoint(path: str | Path, config: NetworkConfig, nets: dict[str, tor
         t, meta = _optimizer_tensors(f"opt_{name}", opt)
         tensors.update(t)
         opt_meta[name] = meta
-    _atomic_write(st_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(st_path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}), fsync=True)
     meta = {
         "format": FORMAT,
         "config": config.to_dict(),
@@ -103,7 +87,8 @@ def save_checkpoint(path: str | Path, config: NetworkConfig, nets: dict[str, tor
                        **(provenance or {})},
         "weights": {"file": st_path.name, "sha256": _sha256(st_path), "bytes": st_path.stat().st_size},
     }
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=_json_default)))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=_json_default)),
+                 fsync=True)
     return st_path
 
 

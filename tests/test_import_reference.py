@@ -5,7 +5,6 @@ reference implementation's outputs for it (see its README). If a test here fails
 """
 
 import collections
-import io
 import os
 import pickle
 import sys

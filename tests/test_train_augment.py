@@ -11,14 +11,7 @@ import torch.nn.functional as F
 from sneakergan.train.augment import AUGPIPES, AdaController, AugmentPipe, AugmentSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the suite runs in parallel workers on 2 shared cores, where OpenMP's busy-waiting
-    threads slow each other down several-fold (see sneakergan/train/commands.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_images(n: int = 16, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -18,14 +18,7 @@ from PIL import Image
 from sneakergan.train.dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the suite runs in parallel workers on 2 shared cores, where OpenMP's busy-waiting
-    threads slow each other down several-fold (see sneakergan/train/commands.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def png(size=(16, 16), color=(10, 20, 30), seed=None) -> bytes:

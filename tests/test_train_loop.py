@@ -26,14 +26,7 @@ from sneakergan.train.loss import LossConfig, StyleGAN2Loss
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the suite runs in parallel workers on 2 shared cores, where OpenMP's busy-waiting
-    threads slow each other down several-fold (see sneakergan/train/commands.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+
+from ..fileio import atomic_write_bytes
 
 # Defaults sized for product photos: a 40 MP cap is far above any shop image and far below a bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -114,6 +115,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class ImageRejected(ValueError):
+    """Bytes that Pillow cannot open as an image; `code` is the manifest status, `reason` a sentence."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def open_untrusted(data: bytes) -> Image.Image:
+    """Open (not decode) image bytes from the web: reads the header only, raises ImageRejected on anything odd.
+
+    Pillow's own bomb warning is silenced because callers apply their pixel limit to `img.size` before decoding.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageRejected("too_many_pixels", f"decompression bomb: {e}") from None
+    except (UnidentifiedImageError, ValueError, TypeError) as e:
+        raise ImageRejected("not_image", f"not a recognisable image ({type(e).__name__})") from None
+    except Exception as e:  # Pillow plugins raise many types on hostile headers
+        raise ImageRejected("decode_error", f"header could not be read: {type(e).__name__}: {e}") from None
+
+
 def verify_image(
     data: bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -129,15 +155,9 @@ def verify_image(
     if not data:
         return Verdict("not_image", "empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        return Verdict("too_many_pixels", f"decompression bomb: {e}")
-    except (UnidentifiedImageError, ValueError, TypeError) as e:
-        return Verdict("not_image", f"not a recognisable image ({type(e).__name__})")
-    except Exception as e:  # Pillow plugins raise many types on hostile headers
-        return Verdict("decode_error", f"header could not be read: {type(e).__name__}: {e}")
+        img = open_untrusted(data)
+    except ImageRejected as r:
+        return Verdict(r.code, r.reason)
     with img:
         w, h = img.size
         fmt, mode = img.format, img.mode
@@ -385,14 +405,6 @@ class Store:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file + rename so a kill never leaves a half object under its final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size == len(data):
-        return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return  # content-addressed: same name and size is the same object
+    atomic_write_bytes(path, data)

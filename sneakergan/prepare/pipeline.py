@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import sys
-import tempfile
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sneakergan.fileio import atomic_write_bytes
 from sneakergan.prepare.normalise import NormaliseConfig
 
 # Bump when phase 1's output changes meaning, so cached rows from older code are recomputed.
@@ -214,15 +213,7 @@ def process_image(task: ImageTask) -> Record:
 def _write_png(path: Path, img: Image.Image) -> None:
     from sneakergan.prepare.export import png_bytes
 
-    data = png_bytes(img)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, png_bytes(img))
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ input, so one hostile file never stops a run over 100k images.
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from ..collect.store import ImageRejected, open_untrusted
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -103,16 +104,9 @@ def decode(source: bytes | str | Path, min_side: int = 64, max_pixels: int = DEF
     if not data:
         return Decoded("not_image", "empty file")
     try:
-        with warnings.catch_warnings():
-            # Our own pixel limit below is the policy; Pillow's global one would only warn or raise late.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        return Decoded("too_many_pixels", f"decompression bomb: {e}")
-    except (UnidentifiedImageError, ValueError, TypeError) as e:
-        return Decoded("not_image", f"not a recognisable image ({type(e).__name__})")
-    except Exception as e:  # hostile headers raise many types inside Pillow's plugins
-        return Decoded("decode_error", f"header could not be read: {type(e).__name__}: {e}")
+        img = open_untrusted(data)  # our own pixel limit below is the policy
+    except ImageRejected as r:
+        return Decoded(r.code, r.reason)
     w, h = img.size
     meta = {"width": w, "height": h, "mode": img.mode}
     quality = encoding_quality(img)
