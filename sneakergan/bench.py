@@ -20,14 +20,14 @@ from .nets import Generator, NetworkConfig, get_preset
 
 # The reference implementation on a 2-core CPU of this kind (../shared/REFERENCES.md, float32, noise const).
 REFERENCE_GENERATOR_IMG_S = {
-    ("64px-fmaps0.125-map8", 8): 16.6,
-    ("128px-fmaps0.125-map8", 8): 13.8,
+    ("64px-f0.125", 8): 16.6,  # 64 px, fmaps 0.125 (channel_base 4096), 8 mapping layers
+    ("128px-f0.125", 8): 13.8,
     ("paper256", 4): 1.8,
 }
 
 GENERATOR_CONFIGS: dict[str, NetworkConfig] = {
-    "64px-fmaps0.125-map8": NetworkConfig(resolution=64, channel_base=4096, channel_max=512, mapping_layers=8),
-    "128px-fmaps0.125-map8": NetworkConfig(resolution=128, channel_base=4096, channel_max=512, mapping_layers=8),
+    "64px-f0.125": NetworkConfig(resolution=64, channel_base=4096, channel_max=512, mapping_layers=8),
+    "128px-f0.125": NetworkConfig(resolution=128, channel_base=4096, channel_max=512, mapping_layers=8),
     "paper256": get_preset("paper256").network,
     "demo64": get_preset("demo64").network,
     "tiny": get_preset("tiny").network,
@@ -75,13 +75,13 @@ def generator_throughput(name: str, batch: int, device: torch.device, seconds: f
     times = _timeit(run, seconds, device)
     img_s = batch / statistics.median(times)
     ref = REFERENCE_GENERATOR_IMG_S.get((name, batch)) if device.type == "cpu" else None
-    return {"bench": "generator", "config": name, "batch": batch, "img/s": round(img_s, 2),
-            "reference img/s": ref, "ratio": round(img_s / ref, 2) if ref else None}
+    return {"bench": "generator", "config": name, "batch": batch, "value": round(img_s, 2), "unit": "img/s",
+            "reference": ref, "ratio": round(img_s / ref, 2) if ref else None}
 
 
 def run_generator_benchmarks(device: torch.device, quick: bool = False) -> list[dict[str, Any]]:
     """Generator throughput for the reference's three CPU configurations plus the demo model."""
-    cases = [("64px-fmaps0.125-map8", 8), ("128px-fmaps0.125-map8", 8), ("paper256", 4), ("demo64", 1),
+    cases = [("64px-f0.125", 8), ("128px-f0.125", 8), ("paper256", 4), ("demo64", 1),
              ("demo64", 8)]
     if quick:
         cases = [c for c in cases if c[0] != "paper256"]
@@ -126,8 +126,8 @@ def training_throughput(preset: str, device: torch.device, iters: int = 6, mode:
     sec_per_step = statistics.median(times) / n
     batch = tr.cfg.batch
     img_s = batch / sec_per_step
-    return {"bench": f"train ({mode})", "config": preset, "batch": batch, "img/s": round(img_s, 2),
-            "s/kimg": round(1000 / img_s, 1), "kimg/h": round(3.6 * img_s, 1)}
+    return {"bench": f"train {mode}", "config": preset, "batch": batch, "value": round(1000 / img_s, 1),
+            "unit": "s/kimg", "note": f"{img_s:.1f} img/s, {3.6 * img_s:.0f} kimg/h"}
 
 
 def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[str, Any]]:
@@ -143,7 +143,7 @@ def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[st
     w = sample_w(G, 1000)
     dirs = compute_sefa(G, "fine", 2, w)
     rows = []
-    for label, cache in (("uncached", 0), ("cached (slider drag)", 256)):
+    for label, cache in (("uncached", 0), ("cached", 256)):
         r = Renderer(G, dirs, model_id="bench", cache_size=cache)
         base = EditState(model="bench", seed=1, psi=0.7)
         amounts = iter(np.linspace(-3, 3, n + 8))
@@ -157,8 +157,9 @@ def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[st
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t)
         ms = np.array(times) * 1000
-        rows.append({"bench": f"edit render ({label})", "config": preset, "batch": 1,
-                     "p50 ms": round(float(np.percentile(ms, 50)), 1), "p95 ms": round(float(np.percentile(ms, 95)), 1)})
+        rows.append({"bench": f"edit {label}", "config": preset, "batch": 1,
+                     "value": round(float(np.percentile(ms, 50)), 1), "unit": "ms p50",
+                     "note": f"p95 {np.percentile(ms, 95):.1f} ms"})
     return rows
 
 
@@ -181,7 +182,8 @@ def prepare_throughput(count: int = 40, side: int = 1000, workers: int = 2) -> d
     t = time.perf_counter()
     run_prepare(root / "store", root / "out.zip", PrepareConfig(resolution=256, workers=workers))
     img_s = count / (time.perf_counter() - t)
-    return {"bench": "prepare", "config": f"{count} x {side}px JPEG", "batch": workers, "img/s": round(img_s, 2)}
+    return {"bench": "prepare", "config": f"{side}px JPEG", "batch": workers, "value": round(img_s, 2),
+            "unit": "img/s", "note": f"{count} images, {workers} workers"}
 
 
 def run_all(device: torch.device, quick: bool = True) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ def bench(
     cols = list(dict.fromkeys(k for r in rows for k in r))
     table = Table(title="sneakergan bench")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("bench", "config") else "right")
+        table.add_column(c, justify="left" if c in ("bench", "config") else "right", no_wrap=True)
     for r in rows:
         table.add_row(*["-" if r.get(c) is None else str(r[c]) for c in cols])
     console.print(table)
