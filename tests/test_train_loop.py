@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -228,3 +229,16 @@ def test_finetune_from_an_imported_reference_snapshot(tmp_path):
     res = CliRunner().invoke(app, ["finetune", "--from", str(tmp_path / "g_only"), "--data", str(data), "--kimg", "1",
                                    "--out", str(tmp_path / "ft3"), "--no-progress", "--threads", "1"], env=ENV)
     assert res.exit_code == 2 and "has no discriminator" in res.output
+
+
+def test_metrics_during_training_are_logged_and_plotted(data16, tmp_path):
+    """`train --metrics` evaluates at every snapshot and `plot` draws it (random-tiny features run offline)."""
+    cfg = tiny_cfg(data16, tmp_path, pl_weight=0.0, style_mix=0.0, aug="none", metrics=["kid50k_full"],
+                   metrics_num=16, metrics_extractor="random-tiny")
+    Trainer(cfg, progress=False).run()
+    rows = [r for r in read_log(tmp_path) if "metrics" in r]
+    assert [r["cur_nimg"] for r in rows] == [64, 128]
+    assert all(math.isfinite(r["metrics"]["kid50k_full"]) for r in rows)
+    res = CliRunner().invoke(app, ["plot", str(tmp_path), "--out", str(tmp_path / "curves.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "curves.png").stat().st_size > 10_000

@@ -68,6 +68,9 @@ def train(
     device: Optional[str] = _O(None, "--device", help="auto, cpu, cuda."),
     metrics: Optional[List[str]] = _O(None, "--metrics", help="Metrics during training, e.g. fid50k_full (repeatable)."),
     metrics_every: Optional[float] = _O(None, "--metrics-every", help="kimg between metric evaluations (default: --snap)."),
+    metrics_num: Optional[int] = _O(None, "--metrics-num", help="Images per metric (default: the metric's own count)."),
+    metrics_extractor: Optional[str] = _O(None, "--metrics-extractor", help="inception (default) or random-tiny."),
+    metrics_features: Optional[Path] = _O(None, "--metrics-features", help="Local Inception weights file."),
     resume: Optional[Path] = _O(None, "--resume", help="Checkpoint or run folder to continue exactly."),
     progress: bool = _O(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -82,7 +85,9 @@ def train(
                  channel_max=channel_max, aspect=_parse_aspect(aspect), invert=invert, aug=aug, target=target, p=p,
                  augpipe=augpipe, ada_kimg=ada_kimg, mirror=mirror, cond=cond, freeze_d=freeze_d, seed=seed,
                  snap=snap, tick=tick, workers=workers, threads=threads, device=device,
-                 metrics=list(metrics) if metrics else None, metrics_every=metrics_every,
+                 metrics=list(metrics) if metrics else None, metrics_every=metrics_every, metrics_num=metrics_num,
+                 metrics_extractor=metrics_extractor,
+                 metrics_features=str(metrics_features) if metrics_features else None,
                  resume=str(resume) if resume else None)
     _run(flags, progress)
 

@@ -62,6 +62,9 @@ class TrainConfig:
     grid_size: int = 32  # images in the sample grid (fixed seeds 0..n-1)
     metrics: list[str] = field(default_factory=list)
     metrics_every: float | None = None  # kimg; None = every snapshot
+    metrics_num: int | None = None  # generated/real images per metric (None: the metric's own, e.g. 50k)
+    metrics_extractor: str = "inception"  # or "random-tiny": runs anywhere, not comparable to published numbers
+    metrics_features: str | None = None  # local Inception weights file (else $SNEAKERGAN_INCEPTION)
     threads: int | None = None  # CPU threads (None = all cores)
     device: str = "auto"
     resume: str | None = None

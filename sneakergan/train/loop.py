@@ -600,7 +600,9 @@ class Trainer:
             self.cfg.metrics = []
             return {}
         try:
-            return compute_metrics(self.G_ema, self.cfg.data, list(self.cfg.metrics), device=self.device)
+            return compute_metrics(self.G_ema, self.cfg.data, list(self.cfg.metrics), num=self.cfg.metrics_num,
+                                   extractor=self.cfg.metrics_extractor, device=self.device,
+                                   features=self.cfg.metrics_features)
         except Exception as e:  # noqa: BLE001 - a metric failure must not kill a long run
             self._print(f"warning: metrics failed ({e}); training continues without them")
             self.cfg.metrics = []
