@@ -78,3 +78,21 @@ def test_seed_convention_and_parsing():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_precision_choice(model, tmp_path):
+    from sneakergan.generate import use_bf16
+
+    assert not use_bf16("auto", torch.device("cpu"))  # CPUs stay float32
+    assert use_bf16("bf16", torch.device("cpu")) and not use_bf16("fp32", torch.device("cpu"))
+    with pytest.raises(ValueError, match="precision"):
+        use_bf16("fp8", torch.device("cpu"))
+    for p in ("fp32", "bf16"):
+        r = runner.invoke(app, ["generate", "--checkpoint", str(model), "--seeds", "3", "--out", str(tmp_path / p),
+                                "--precision", p])
+        assert r.exit_code == 0, r.output
+    a = np.asarray(Image.open(tmp_path / "fp32" / "seed0003.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "bf16" / "seed0003.png")).astype(int)
+    assert np.abs(a - b).mean() < 6  # bf16 keeps 8 mantissa bits: close, not equal
+    r = runner.invoke(app, ["generate", "--checkpoint", str(model), "--out", str(tmp_path), "--precision", "fp8"])
+    assert r.exit_code == 2 and "precision" in r.output
