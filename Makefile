@@ -18,7 +18,9 @@ install: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# The gallery is pre-rendered once (WebP beside the model; later runs skip what exists), then the site starts.
 serve: $(STAMP)
+	$(BIN)/sneakergan gallery build --count 10000
 	$(BIN)/sneakergan serve
 
 test: $(STAMP) chromium

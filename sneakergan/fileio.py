@@ -17,9 +17,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = F
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes private files
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes private files (and some writers recreate the file)
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -25,6 +23,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..fileio import atomic_write
 from .layers import NAMED_RANGES, is_layer_spec, layer_indices
 
 FORMAT = "sneakergan-directions/1"
@@ -123,15 +122,7 @@ class DirectionSet:
                 "updated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 **{k: v for k, v in self.meta.items() if k not in ("format", "model", "updated_at", "directions")},
                 "directions": [d.to_json() for d in self]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(body, f, indent=1)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=1)))
         return path
 
     @classmethod
