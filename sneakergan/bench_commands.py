@@ -22,6 +22,7 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows and machine as JSON."),
 ) -> None:
     """Generator throughput, training s/kimg, edit-render latency and prepare throughput on this machine."""
+    from rich.console import Console
     from rich.table import Table
 
     from .bench import machine_info, run_all
@@ -40,7 +41,8 @@ def bench(
         table.add_column(c, justify="left" if c in ("bench", "config") else "right", no_wrap=True)
     for r in rows:
         table.add_row(*["-" if r.get(c) is None else str(r[c]) for c in cols])
-    console.print(table)
+    # Logs and pipes get the whole table rather than cells squeezed to 80 columns.
+    (console if console.is_terminal else Console(width=160)).print(table)
     if json_out:
         json_out.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
         console.print(f"wrote {json_out}")
