@@ -13,60 +13,19 @@ Reals come from one pre-loaded batch (data decoding runs in a worker process dur
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
-import time
-import zipfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sneakergan/train/commands.py
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sneakergan.bench import noise_dataset, time_training_step as measure  # noqa: E402
 from sneakergan.nets import get_preset  # noqa: E402
-from sneakergan.train.config import resolve_config  # noqa: E402
-from sneakergan.train.loop import Trainer  # noqa: E402
-
-
-def noise_dataset(folder: Path, resolution: int, count: int = 64) -> Path:
-    path = folder / f"noise{resolution}.zip"
-    rng = np.random.default_rng(0)
-    with zipfile.ZipFile(path, "w") as zf:
-        for i in range(count):
-            buf = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8)).save(buf, "PNG")
-            zf.writestr(f"{i:05d}.png", buf.getvalue())
-    return path
-
-
-def measure(preset: str, mode: str, data: Path, out: Path, iters: int, threads: int | None, device: str,
-            batch: int | None) -> tuple[int, float, float]:
-    flags = dict(data=str(data), out=str(out), preset=preset, kimg=1e6, workers=0, threads=threads, device=device,
-                 batch=batch)
-    if mode == "core":
-        flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
-    else:
-        flags.update(aug="ada", p=0.3, augpipe="bgc")
-    tr = Trainer(resolve_config(flags), progress=False)
-    real, c = next(tr._loader())
-    for _ in range(2):  # warm-up (allocator, oneDNN primitive caches)
-        tr._step(real, c)
-    # Whole lazy-regularisation cycles in full mode so R1 / path length are counted at their real frequency.
-    n = iters if mode == "core" else max(iters, 16)
-    if tr.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        tr._step(real, c)
-    if tr.device.type == "cuda":
-        torch.cuda.synchronize()
-    return tr.cfg.batch, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
 def main() -> None:
@@ -89,8 +48,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         for name in args.presets.split(","):
-            res = get_preset(name).network.resolution
-            data = noise_dataset(tmp_path, res)
+            net = get_preset(name).network
+            res = net.resolution
+            data = noise_dataset(tmp_path, net.img_width, net.img_height, count=64)
             for mode in args.modes.split(","):
                 batch, sec, cpu = measure(name, mode, data, tmp_path / f"run-{name}-{mode}", args.iters, args.threads,
                                      args.device, args.batch)

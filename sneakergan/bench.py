@@ -88,44 +88,63 @@ def run_generator_benchmarks(device: torch.device, quick: bool = False) -> list[
     return [generator_throughput(n, b, device, seconds=2.0 if quick else 5.0) for n, b in cases]
 
 
-def training_throughput(preset: str, device: torch.device, iters: int = 6, mode: str = "core",
-                        threads: int | None = None) -> dict[str, Any]:
-    """Seconds per kimg of the real training step on a pre-loaded batch.
+def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int, threads: int | None,
+                       device: str, batch: int | None = None) -> tuple[int, float, float]:
+    """(batch, wall seconds, CPU seconds) per training step on one pre-loaded batch of `data`.
 
     mode "core": one G + one D step, no R1 / path length / augmentation (REFERENCES.md's CPU table setting);
     mode "full": the preset's step with lazy regularisers at their real frequency and ADA bgc at p = 0.3.
     """
-    import numpy as np
-    from PIL import Image
-
     from .train.config import resolve_config
     from .train.loop import Trainer
 
-    net = get_preset(preset).network
-    folder = scratch_dir()
-    data = folder / "noise.zip"
-    import io
-    import zipfile
-
-    rng = np.random.default_rng(0)
-    with zipfile.ZipFile(data, "w") as zf:
-        for i in range(32):
-            buf = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (net.img_height, net.img_width, 3), dtype=np.uint8)).save(buf, "PNG")
-            zf.writestr(f"{i:05d}.png", buf.getvalue())
-    flags: dict[str, Any] = dict(data=str(data), out=str(folder / "run"), preset=preset, kimg=1e6, workers=0,
-                                 threads=threads, device=str(device))
+    flags: dict[str, Any] = dict(data=str(data), out=str(out), preset=preset, kimg=1e6, workers=0, threads=threads,
+                                 device=device, batch=batch)
     if mode == "core":
         flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
     else:
         flags.update(aug="ada", p=0.3, augpipe="bgc")
     tr = Trainer(resolve_config(flags), progress=False)
     real, c = next(tr._loader())
+    for _ in range(2):  # warm-up (allocator, oneDNN primitive caches)
+        tr._step(real, c)
     n = iters if mode == "core" else max(iters, 16)  # whole lazy-regularisation cycles
-    times = _timeit(lambda: [tr._step(real, c) for _ in range(n)], 0.0, device, min_runs=1)
-    sec_per_step = statistics.median(times) / n
-    batch = tr.cfg.batch
-    img_s = batch / sec_per_step
+    if tr.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        tr._step(real, c)
+    if tr.device.type == "cuda":
+        torch.cuda.synchronize()
+    return tr.cfg.batch, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+
+
+def noise_dataset(folder: Path, width: int, height: int, count: int = 32) -> Path:
+    """A zip of random images: training speed does not depend on what the pixels show."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    path = folder / f"noise{width}x{height}.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(count):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buf, "PNG")
+            zf.writestr(f"{i:05d}.png", buf.getvalue())
+    return path
+
+
+def training_throughput(preset: str, device: torch.device, iters: int = 6, mode: str = "core",
+                        threads: int | None = None) -> dict[str, Any]:
+    """Seconds per kimg of the real training step (see `time_training_step`)."""
+    net = get_preset(preset).network
+    folder = scratch_dir()
+    data = noise_dataset(folder, net.img_width, net.img_height)
+    batch, wall, _ = time_training_step(preset, mode, data, folder / "run", iters, threads, str(device))
+    img_s = batch / wall
     return {"bench": f"train {mode}", "config": preset, "batch": batch, "value": round(1000 / img_s, 1),
             "unit": "s/kimg", "note": f"{img_s:.1f} img/s, {3.6 * img_s:.0f} kimg/h"}
 
