@@ -32,3 +32,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = F
 def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
     """Write bytes crash-safely."""
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), fsync=fsync)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (model and weight files can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -7,7 +7,6 @@ corrupt or mismatched file always gives one `ModelFileError` naming the file and
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .fileio import atomic_write
+from .fileio import atomic_write, sha256_file
 from .nets import Discriminator, Generator, NetworkConfig
 
 FORMAT = "sneakergan-model/1"
@@ -34,14 +33,6 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,7 +76,7 @@ def save_checkpoint(path: str | Path, config: NetworkConfig, nets: dict[str, tor
         "state": state or {},
         "provenance": {"saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        **(provenance or {})},
-        "weights": {"file": st_path.name, "sha256": _sha256(st_path), "bytes": st_path.stat().st_size},
+        "weights": {"file": st_path.name, "sha256": sha256_file(st_path), "bytes": st_path.stat().st_size},
     }
     atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=_json_default)),
                  fsync=True)
@@ -161,7 +152,7 @@ def load_checkpoint(path: str | Path, nets: Iterable[str] = ("G_ema",), device: 
     expected = meta.get("weights", {})
     if expected.get("bytes") is not None and st_path.stat().st_size != expected["bytes"]:
         raise ModelFileError(f"{st_path}: truncated or replaced ({st_path.stat().st_size} bytes, config says {expected['bytes']})")
-    if verify and expected.get("sha256") and _sha256(st_path) != expected["sha256"]:
+    if verify and expected.get("sha256") and sha256_file(st_path) != expected["sha256"]:
         raise ModelFileError(f"{st_path}: weights do not match {json_path.name} (sha256 differs): mismatched or corrupt file")
     try:
         config = NetworkConfig.from_dict(meta["config"])

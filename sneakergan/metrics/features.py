@@ -10,7 +10,6 @@ Every extractor takes uint8 images [N, 3, H, W] (or [N, H, W, 3] numpy) and retu
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..fileio import sha256_file
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_FILE
@@ -303,14 +304,6 @@ class FeatureExtractor:
         return self.net(images.to(self.device)).float().cpu().numpy()
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_extractor(
     name: str = "inception", weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> FeatureExtractor:
@@ -321,7 +314,7 @@ def build_extractor(
     if name == "inception":
         path = resolve_inception_weights(weights)
         net = load_inception(path)
-        ident = "inception-" + _file_digest(path)[:12]
+        ident = "inception-" + sha256_file(path)[:12]
         return FeatureExtractor(net.to(device), name, ident, True, device)
     if name == "random-tiny":
         return FeatureExtractor(RandomTinyFeatures(seed=0).eval().to(device), name, "random-tiny-s0", False, device)
