@@ -139,3 +139,79 @@ def test_cli_writes_zip_and_rejects_bad_input(tmp_path):
         assert len(json.loads(zf.read("dataset.json"))["labels"]) == 4
     res = runner.invoke(app, ["synth", "--count", "0", "--out", str(tmp_path / "x.zip")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_families_materials_and_colourways_appear_in_their_shares(tmp_path):
+    from sneakergan.prepare.synth import COLOURWAYS, FAMILY_TABLE, MATERIALS
+
+    n = 600
+    out = write_synth_dataset(tmp_path / "fam.zip", count=n, resolution=16, seed=5, aspect=(4, 3))
+    with zipfile.ZipFile(out) as zf:
+        info = json.loads(zf.read("params.json"))
+    assert info["families"] == FAMILY_TABLE and (info["width"], info["height"]) == (16, 12)
+    images = list(info["images"].values())
+    for family, share in FAMILY_TABLE.items():
+        seen = sum(p["family"] == family for p in images) / n
+        assert abs(seen - share) < 0.05, (family, seen, share)
+    assert {p["material"] for p in images} == set(MATERIALS)
+    assert {p["colourway"] for p in images} == set(COLOURWAYS)
+    assert {p["top"] for p in images} == {"low", "mid", "high"}
+
+
+@pytest.mark.parametrize("aspect,size", [((4, 3), (128, 96)), ((1, 1), (96, 96)), ((3, 4), (72, 96))])
+def test_canvas_aspect(aspect, size):
+    res = max(size)
+    for seed in range(6):
+        img, _ = render_sneaker(seed, res, aspect)
+        assert img.size == size
+        arr = np.asarray(img)
+        k = min(size) // 10
+        for corner in (arr[:k, :k], arr[:k, -k:], arr[-k:, :k], arr[-k:, -k:]):
+            assert (corner == 255).all()
+        ys, xs = np.nonzero(foreground(img))
+        assert xs.max() - xs.min() + 1 <= 0.92 * size[0] and ys.max() - ys.min() + 1 <= 0.95 * size[1]
+
+
+def test_families_have_their_own_silhouettes():
+    """Court high-tops stand taller than runners; dad shoes have the thickest soles; slip-ons have no laces."""
+    def heights(family):
+        out = []
+        for seed in range(10):
+            fg = foreground(render_sneaker(seed, 128, (4, 3), family=family)[0])
+            ys, _ = np.nonzero(fg)
+            out.append(ys.max() - ys.min())
+        return np.mean(out)
+
+    assert heights("court") > heights("runner") + 8
+    soles = {f: np.mean([sum(render_sneaker(s, 16, family=f)[1][k] for k in ("midsole_h", "outsole_h"))
+                         for s in range(20)]) for f in ("dad", "runner", "skate")}
+    assert soles["dad"] > soles["runner"] and soles["dad"] > soles["skate"]
+    assert not any(render_sneaker(s, 16, family="slipon")[1]["laces"] for s in range(10))
+    from sneakergan.prepare.synth import FAMILIES, sample_params
+
+    with pytest.raises(ValueError):
+        sample_params(0, family="boot")
+    assert {sample_params(s, family=f)["family"] for f in FAMILIES for s in range(2)} == set(FAMILIES)
+
+
+def test_soft_shading_and_ground_shadow():
+    """Not flat fills: a one-colour leather upper has many tones, lighter at the top; a grey shadow lies under it."""
+    from sneakergan.prepare.synth import render_params, sample_params
+
+    p = sample_params(3, family="court")
+    p = dict(p, material="leather", pattern="none", logo="none", toe_cap=False, heel_counter=False, eyestay=False,
+             mudguard=False, ankle_strap=False, perforations=False)
+    p["colors"] = dict(p["colors"], base="#3a62b8")
+    arr = np.asarray(render_params(p, 128, (4, 3))).astype(int)
+    blue = (arr[..., 2] > arr[..., 0] + 60)
+    ys, xs = np.nonzero(blue)
+    tones = {tuple(v) for v in arr[blue]}
+    assert len(tones) > 40
+    upper_half = arr[blue & (np.arange(arr.shape[0])[:, None] < np.median(ys))].mean()
+    lower_half = arr[blue & (np.arange(arr.shape[0])[:, None] >= np.median(ys))].mean()
+    assert upper_half > lower_half + 3
+    fg = foreground(Image.fromarray(arr.astype(np.uint8)))
+    bottom = np.nonzero(fg.any(axis=1))[0].max()
+    below = arr[bottom - 1: bottom + 1, arr.shape[1] // 3: 2 * arr.shape[1] // 3]
+    grey = (below.max(axis=2) - below.min(axis=2) < 12) & (below.min(axis=2) < 250) & (below.min(axis=2) > 170)
+    assert grey.mean() > 0.3  # the shadow's soft grey, not the sole's colour

@@ -18,11 +18,20 @@ def synth(
     resolution: int = typer.Option(64, "--resolution", min=8, max=4096, help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Dataset seed (same seed, same images)."),
     labels: bool = typer.Option(False, "--labels/--no-labels", help="Write class labels (0/1/2 = low/mid/high top)."),
+    aspect: str = typer.Option("1:1", "--aspect", help="Canvas width:height, e.g. 4:3 for landscape side views "
+                               "(--resolution is then the width)."),
 ) -> None:
     """Render procedural side-view sneakers on white (no internet needed); parameters go to params.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from sneakergan.prepare.synth import write_synth_dataset
+    from sneakergan.prepare.synth import canvas_size, write_synth_dataset
+
+    try:
+        aw, ah = (int(v) for v in aspect.split(":"))
+        width, height = canvas_size(resolution, (aw, ah))
+    except ValueError:
+        raise typer.BadParameter(f"expected WIDTH:HEIGHT with positive integers, got {aspect!r}",
+                                 param_hint="--aspect") from None
 
     if out.exists() and out.suffix.lower() != ".zip" and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
@@ -37,8 +46,8 @@ def synth(
             if speed:
                 bar.update(task, rate=f"{speed:.0f} img/s")
 
-        write_synth_dataset(out, count, resolution, seed=seed, labels=labels, progress=advance)
-    typer.echo(f"wrote {count} sneakers at {resolution}px to {out}")
+        write_synth_dataset(out, count, resolution, seed=seed, labels=labels, progress=advance, aspect=(aw, ah))
+    typer.echo(f"wrote {count} sneakers at {width}x{height} px to {out}")
 
 
 def curate(

@@ -1,0 +1,111 @@
+"""Diversity metrics: density/coverage, pixel-PCA, mask IoU, and the divNk table next to its data ceiling."""
+
+import numpy as np
+import pytest
+import torch
+
+from sneakergan.metrics.diversity import (
+    PixelPCA,
+    density_coverage,
+    diversity_figures,
+    foreground_masks,
+    mean_pair_iou,
+)
+from sneakergan.prepare.synth import render_sneaker
+
+
+def gaussian(n, d=8, seed=0, shift=0.0):
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32) + shift
+
+
+def test_density_coverage_identical_sets_and_collapse():
+    real = gaussian(400)
+    d, c = density_coverage(real, real, k=5)
+    assert c == 1.0 and d > 1.0  # each real point lies in its own ball and in its neighbours'
+    # A second sample of the same distribution: near the ideal values (density ~1, coverage high).
+    d2, c2 = density_coverage(real, gaussian(400, seed=1), k=5)
+    assert 0.7 < d2 < 1.3 and c2 > 0.9
+    # A set collapsed onto one real point covers almost nothing, however plausible that point is.
+    collapsed = np.repeat(real[:1], 400, axis=0)
+    dc, cc = density_coverage(real, collapsed, k=5)
+    assert cc < 0.05  # only the few real balls that happen to reach that one point
+    # Far away: neither dense nor covering.
+    df, cf = density_coverage(real, gaussian(400, seed=2, shift=20.0), k=5)
+    assert df == 0.0 and cf == 0.0
+
+
+def sneakers(seeds, res=32):
+    return np.stack([np.asarray(render_sneaker(s, res, (4, 3))[0]) for s in seeds])
+
+
+@pytest.fixture(scope="module")
+def three_sets():
+    return sneakers(range(0, 120)), sneakers(range(1000, 1120)), sneakers(range(2000, 2120))
+
+
+def test_pixel_pca_fits_and_projects(three_sets):
+    a, b, _ = three_sets
+    pca = PixelPCA.fit(a, components=16)
+    fa, fb = pca(a), pca(b)
+    assert fa.shape == (120, 16) and fb.shape == (120, 16)
+    assert abs(float(fa.mean())) < 1e-4  # centred on the fitted sample
+    # The first axis carries the most variance.
+    var = fa.var(axis=0)
+    assert var[0] == pytest.approx(var.max()) and var[0] > var[-1]
+
+
+def test_mask_iou_one_shape_vs_data(three_sets):
+    a, _, _ = three_sets
+    masks = foreground_masks(a)
+    assert masks.shape[0] == 120 and masks.any(axis=(1, 2)).all()
+    data_iou = mean_pair_iou(masks)
+    same = mean_pair_iou(foreground_masks(np.repeat(a[:1], 50, axis=0)))
+    assert same == pytest.approx(1.0)
+    assert 0.3 < data_iou < 0.9
+
+
+def test_diversity_table_identical_ceiling_and_collapse(three_sets):
+    a, b, c = three_sets
+    # A "model" that draws fresh sneakers from the data's distribution reaches the ceiling's figures.
+    good = diversity_figures(a, b, c, k=3)
+    for key in ("precision", "recall", "coverage"):
+        assert good[f"pca_{key}"] > 0.6, key
+        assert abs(good[f"pca_{key}"] - good[f"pca_{key}_ceiling"]) < 0.2, key
+    assert abs(good["mask_iou"] - good["mask_iou_ceiling"]) < 0.05
+    # Collapsed onto one image of the data: plausible (precision high) but recall and coverage near 0.
+    collapsed = np.repeat(a[5:6], 120, axis=0)
+    bad = diversity_figures(a, b, collapsed, k=3)
+    assert bad["pca_precision"] == 1.0
+    assert bad["pca_recall"] < 0.05 and bad["pca_coverage"] < 0.2 < good["pca_coverage"] - 0.3
+    assert bad["mask_iou"] == pytest.approx(1.0) and bad["mask_iou_ceiling"] < 0.9
+    assert bad["pca_frechet"] > good["pca_frechet"]
+
+
+def test_diversity_with_a_feature_extractor(three_sets):
+    from sneakergan.metrics.features import build_extractor
+
+    a, b, c = three_sets
+    ext = build_extractor("random-tiny", device="cpu")
+    out = diversity_figures(a[:40], b[:40], c[:40], extractor=ext)
+    assert {"feat_recall", "feat_coverage_ceiling", "pca_density"} <= set(out)
+    assert all(np.isfinite(v) for v in out.values())
+
+
+def test_div_metric_through_the_pipeline(tmp_path):
+    """`div1k` on a tiny untrained G: keys for both spaces, a ceiling row, and fakes far below it."""
+    from sneakergan.metrics.pipeline import MetricError, parse_metric, run_metrics
+    from sneakergan.nets import Generator, preset
+    from sneakergan.prepare.synth import write_synth_dataset
+    import dataclasses
+
+    data = write_synth_dataset(tmp_path / "d.zip", count=40, resolution=32, seed=3)
+    torch.manual_seed(0)
+    G = Generator(dataclasses.replace(preset("tiny"), resolution=32)).eval()
+    rep = run_metrics(G, data, ["div1k"], num=20, extractor="random-tiny", batch_size=10, cache_dir=tmp_path / "c")
+    r = rep.results
+    assert {"div1k_pca_recall", "div1k_pca_recall_ceiling", "div1k_rand_coverage", "div1k_mask_iou",
+            "div1k_mask_iou_ceiling"} <= set(r)
+    assert r["div1k_pca_coverage"] < r["div1k_pca_coverage_ceiling"]  # noise is not sneakers
+    assert parse_metric("div2k").num_gen == 2000
+    with pytest.raises(MetricError):
+        parse_metric("div1k", num=3)
