@@ -109,3 +109,19 @@ def test_div_metric_through_the_pipeline(tmp_path):
     assert parse_metric("div2k").num_gen == 2000
     with pytest.raises(MetricError):
         parse_metric("div1k", num=3)
+
+
+def test_diversity_rows_pair_each_row_with_its_ceiling():
+    from sneakergan.metrics.diversity import diversity_rows
+
+    res = {"fid50k_full": 3.0, "div1k_mask_iou": 0.8, "div1k_mask_iou_ceiling": 0.6}
+    for space in ("pca", "rand"):
+        for f in ("precision", "recall", "density", "coverage", "frechet"):
+            res[f"div1k_{space}_{f}"] = 0.1
+            res[f"div1k_{space}_{f}_ceiling"] = 0.9
+    rows = diversity_rows(res)
+    assert [(m, lab.split(",")[0]) for m, lab, _ in rows] == [
+        ("div1k pca", "generated"), ("div1k pca", "data"), ("div1k rand", "generated"), ("div1k rand", "data")]
+    assert rows[0][2]["recall"] == 0.1 and rows[1][2]["recall"] == 0.9
+    assert rows[0][2]["mask_iou"] == 0.8 and rows[1][2]["mask_iou"] == 0.6
+    assert diversity_rows({"fid50k_full": 1.0}) == []

@@ -130,3 +130,23 @@ def diversity_figures(real_a: np.ndarray, real_b: np.ndarray, fake: np.ndarray,
     out["mask_iou"] = mean_pair_iou(foreground_masks(fake), seed=seed)
     out["mask_iou_ceiling"] = mean_pair_iou(foreground_masks(real_b), seed=seed)
     return out
+
+
+FIGURES = ("precision", "recall", "density", "coverage", "frechet")
+
+
+def diversity_rows(results: dict[str, float]) -> list[tuple[str, str, dict[str, float]]]:
+    """(metric, row label, {figure: value, 'mask_iou': value}) rows of every divNk table in `results`: for each
+    feature space the generated set, then the data's second sample (the ceiling) right under it."""
+    rows = []
+    names = sorted({k.split("_", 1)[0] for k in results if k.startswith("div") and k.endswith("_mask_iou")})
+    for metric in names:
+        spaces = sorted({k[len(metric) + 1:].split("_", 1)[0] for k in results
+                         if k.startswith(metric + "_") and not k.startswith(metric + "_mask_iou")})
+        for space in spaces:
+            for label, suffix in (("generated", ""), ("data, 2nd sample (ceiling)", "_ceiling")):
+                row = {f: results[f"{metric}_{space}_{f}{suffix}"] for f in FIGURES
+                       if f"{metric}_{space}_{f}{suffix}" in results}
+                row["mask_iou"] = results[f"{metric}_mask_iou{suffix}"]
+                rows.append((f"{metric} {space}", label, row))
+    return rows
