@@ -208,8 +208,6 @@ class Trainer:
         except DatasetError as e:
             raise TrainError(str(e)) from None
         ds = self.dataset
-        if len(ds) < self.batch_gpu:
-            self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
         if cfg.resume:
             ckpt = ckpt if ckpt is not None else self._open(cfg.resume, ("G", "D", "G_ema"))
@@ -286,6 +284,8 @@ class Trainer:
             self.labels = torch.stack([ds.label(i) for i in range(ds.num_images)]).to(self.device)
         self._check_target()
         self._check_run_folder()
+        if len(ds) < self.batch_gpu:  # only once everything is known to be fine
+            self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
     def _open(self, path: str, nets: tuple[str, ...]):
         try:
