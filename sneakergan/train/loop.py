@@ -16,7 +16,6 @@ files go through train/rundir.py; multi-process helpers are train/distributed.py
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import os
@@ -24,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..errors import UserError
 from ..modelfile import ModelFileError, save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
+from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
 from ..precision import autocast, resolve_precision
 from .augment import AdaController, AugmentPipe
 from .config import ConfigError, TrainConfig, network_config
@@ -38,7 +37,9 @@ from .distributed import Dist, broadcast_module, init_distributed, sync_grads
 from .loss import LossConfig, StyleGAN2Loss
 from .metrics_hook import TrainMetrics
 from .progress import PlainLines, make_display
-from .rundir import LATEST, LOG_NAME, REALS, RunDir, RunDirError, check_new, nimg_tag, open_checkpoint, read_log
+from .preflight import check_network_fits_data, check_run_folder, check_target
+from .rundir import LATEST, LOG_NAME, REALS, RunDir, RunDirError, nimg_tag, open_checkpoint, read_log
+from .state import rng_state, set_rng_state
 from .stats import TickStats
 
 __all__ = ["Trainer", "RunResult", "TrainError", "train", "find_checkpoint", "read_log", "nimg_tag", "LATEST",
@@ -72,48 +73,6 @@ def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
 
 
 # -- small utilities -------------------------------------------------------------------------------------
-
-
-def _rng_state() -> dict[str, str]:
-    state = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
-    return state
-
-
-def _set_rng_state(state: dict[str, str]) -> None:
-    torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["cuda"]), dtype=np.uint8).copy()))
-
-
-def _make_adam(params: list[torch.nn.Parameter], lr: float, reg_interval: int | None) -> torch.optim.Adam:
-    """Adam(0, 0.99), eps 1e-8, with StyleGAN2's lazy-regularisation correction of lr and betas."""
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    kwargs: dict[str, Any] = dict(lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-    try:
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, foreach=True, **kwargs)
-
-
-def freeze_d_blocks(D: Discriminator, k: int) -> list[torch.nn.Parameter]:
-    """Freeze-D (Mo et al. 2020): keep the first k blocks (highest resolution) fixed; returns trainable params."""
-    blocks = D.blocks
-    if k > len(blocks):
-        raise TrainError(f"--freeze-d {k}: the discriminator has only {len(blocks)} blocks")
-    frozen = {id(p) for b in blocks[:k] for p in b.parameters()}
-    for b in blocks[:k]:
-        b.requires_grad_(False)
-    return [p for p in D.parameters() if id(p) not in frozen]
-
-
-@torch.no_grad()
-def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
-    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers (w_avg, noise) copied."""
-    torch._foreach_lerp_(list(G_ema.parameters()), [p.detach() for p in G.parameters()], 1.0 - beta)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -223,16 +182,7 @@ class Trainer:
         else:
             ckpt = None
             net_cfg = network_config(cfg, ds.width, ds.height, ds.label_dim)
-        if (net_cfg.img_width, net_cfg.img_height) != (ds.width, ds.height):
-            what = "resume from" if cfg.resume else "fine-tune"
-            raise TrainError(
-                f"cannot {what} a {net_cfg.img_width}x{net_cfg.img_height} model on {ds.width}x{ds.height} images "
-                f"({cfg.data}); prepare the data at {net_cfg.img_width}x{net_cfg.img_height}")
-        if net_cfg.c_dim and net_cfg.c_dim != ds.label_dim:
-            raise TrainError(f"the model takes {net_cfg.c_dim} label values, {cfg.data} has {ds.label_dim} (use --cond with a labelled dataset)")
-        group = net_cfg.mbstd_group
-        if group > 0 and self.batch_gpu % min(group, self.batch_gpu):
-            raise TrainError(f"batch per process {self.batch_gpu} must be divisible by the minibatch-stddev group {group}")
+        check_network_fits_data(net_cfg, ds, cfg, self.batch_gpu)
         self.net_cfg: NetworkConfig = net_cfg
         self.metrics = TrainMetrics(cfg, self.device, self._warn)
 
@@ -265,8 +215,8 @@ class Trainer:
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
-        self.opt_G = _make_adam(self.g_params, cfg.lr, self.g_reg)
-        self.opt_D = _make_adam(self.d_params, cfg.lr, self.d_reg)
+        self.opt_G = make_adam(self.g_params, cfg.lr, self.g_reg)
+        self.opt_D = make_adam(self.d_params, cfg.lr, self.d_reg)
         self.phases = self._phases()
 
         self.cur_nimg = 0
@@ -282,8 +232,8 @@ class Trainer:
         self.labels = None
         if self.net_cfg.c_dim:
             self.labels = torch.stack([ds.label(i) for i in range(ds.num_images)]).to(self.device)
-        self._check_target()
-        self._check_run_folder()
+        check_target(cfg, self.cur_nimg, self.resumed)
+        self.in_place = check_run_folder(self.out, self.source, self.cur_nimg, self.resumed)
         if len(ds) < self.batch_gpu:  # only once everything is known to be fine
             self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
@@ -306,20 +256,8 @@ class Trainer:
 
     def _restore(self, ckpt) -> None:
         st = ckpt.state
-        try:
-            ckpt.load_optimizer("G", self.opt_G)
-            ckpt.load_optimizer("D", self.opt_D)
-        except ModelFileError as e:
-            raise TrainError(str(e)) from None
-        # Give loaded moments their parameter's memory layout: the fused Adam kernel walks parameter and
-        # moments side by side and silently mixes elements up when strides differ (a resume test caught it
-        # with channels_last parameters).
-        for opt in (self.opt_G, self.opt_D):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    for key, t in opt.state.get(p, {}).items():
-                        if torch.is_tensor(t) and t.shape == p.shape and t.stride() != p.stride():
-                            opt.state[p][key] = torch.empty_like(p).copy_(t)
+        restore_optimizer(ckpt, "G", self.opt_G)
+        restore_optimizer(ckpt, "D", self.opt_D)
         self.cur_nimg = int(st.get("cur_nimg", round(float(st.get("kimg", 0)) * 1000)))
         self.batch_idx = int(st.get("batch_idx", 0))
         self.elapsed = float(st.get("elapsed_s", 0.0))
@@ -330,25 +268,6 @@ class Trainer:
         if "pl_mean" in st:
             self.loss.pl_mean.fill_(float(st["pl_mean"]))
         self._saved_rng = st.get("rng") if self.dist.world_size == 1 else None
-
-    def _check_target(self) -> None:
-        if self.resumed and round(self.cfg.kimg * 1000) <= self.cur_nimg:
-            raise ConfigError(f"--kimg {self.cfg.kimg:g} is not above the {self.cur_nimg / 1000:g} kimg this run has "
-                              f"trained: nothing to do (give a larger --kimg to continue)")
-
-    def _check_run_folder(self) -> None:
-        """A new run needs a new or empty folder; resuming in place must not overwrite later snapshots."""
-        self.in_place = False
-        if self.resumed and self.source is not None and self.out.resolve() == self.source.parent.resolve():
-            self.in_place = True
-            later = [n for n, _ in RunDir(self.out).snapshots() if n > self.cur_nimg]
-            if later:
-                raise RunDirError(
-                    f"{self.out} went on to {max(later) / 1000:g} kimg after {self.source.name}: resuming there "
-                    f"would overwrite its later snapshots; resume from {self.out} (its latest checkpoint) or "
-                    f"into a new --out")
-        else:
-            check_new(self.out)
 
     def _print(self, msg: str) -> None:
         if self.display is not None:
@@ -437,13 +356,7 @@ class Trainer:
             stats.update(s)
             self._opt_step(opt, params)
 
-        # G_ema with the reference's half-life and ramp-up.
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup:
-            ema_nimg = min(ema_nimg, self.cur_nimg * cfg.ema_rampup)
-        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        update_ema(self.G_ema, self.G, beta)
-
+        update_ema(self.G_ema, self.G, ema_beta(cfg.batch, cfg.ema_kimg, cfg.ema_rampup, self.cur_nimg))
         self.cur_nimg += cfg.batch
         self.batch_idx += 1
         if self.ada is not None:
@@ -474,7 +387,7 @@ class Trainer:
             "seed": self.cfg.seed,
             "data_position": self.cur_nimg,
             "elapsed_s": self.elapsed,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "train_config": self.cfg.to_dict(),
         }
 
@@ -524,78 +437,93 @@ class Trainer:
         self.run_dir = self._open_run_dir() if self.is_main else RunDir(self.out)
         # Seed the per-process randomness (noise, z, augmentation) after building the networks.
         if self._saved_rng:
-            _set_rng_state(self._saved_rng)
+            set_rng_state(self._saved_rng)
         else:
             torch.manual_seed(cfg.seed * 1_000_003 + self.dist.rank * 7919 + self.cur_nimg + 1)
         data = self._loader()
 
-        tick_nimg = max(int(round(cfg.tick * 1000)), 1)
-        snap_nimg = max(int(round(cfg.snap * 1000)), 1)
-        metrics_nimg = int(round(cfg.metrics_every * 1000)) if cfg.metrics_every else snap_nimg
-        next_tick = (self.cur_nimg // tick_nimg + 1) * tick_nimg
-        next_snap = (self.cur_nimg // snap_nimg + 1) * snap_nimg
-        next_metrics = (self.cur_nimg // metrics_nimg + 1) * metrics_nimg
-        tick_stats = TickStats()
-        last_stats: dict[str, float] = {}
-        tick_start_nimg, tick_start = self.cur_nimg, time.perf_counter()
+        tick = Every.kimg(cfg.tick, self.cur_nimg)
+        snap = Every.kimg(cfg.snap, self.cur_nimg)
+        metrics = Every.kimg(cfg.metrics_every or cfg.snap, self.cur_nimg)
+        stats = TickStats()
+        last: dict[str, float] = {}
         checkpoint = None
         resumed_at = self.cur_nimg / 1000 if self.resumed else None
-
+        tick_start = (self.cur_nimg, time.perf_counter())
         display = self.display
         try:
             if display is not None:
                 display.start(self.cur_nimg, total_nimg)
             while self.cur_nimg < stop_nimg:
-                real, real_c = next(data)
-                tick_stats.add(self._step(real, real_c))
+                stats.add(self._step(*next(data)))
                 if display is not None:
                     display.step(self.cur_nimg)
                 done = self.cur_nimg >= stop_nimg
-                if not (self.cur_nimg >= next_tick or done):
+                if not (tick.due(self.cur_nimg) or done):
                     continue
-                # -- end of a tick: read the statistics once, log, maybe metrics and a snapshot.
-                now = time.perf_counter()
-                dt = now - tick_start
-                self.elapsed += dt
-                shown = self.cur_nimg - tick_start_nimg
-                last_stats = tick_stats.read()
-                row: dict[str, Any] = {
-                    "kimg": round(self.cur_nimg / 1000, 3), "cur_nimg": self.cur_nimg, "time_s": round(self.elapsed, 2),
-                    "sec_per_kimg": round(dt / max(shown, 1) * 1000, 3),
-                    "kimg_per_s": round(shown / 1000 / max(dt, 1e-9), 5),
-                    "img_per_s": round(shown / max(dt, 1e-9), 2),
-                    "p": float(self.augment.p) if self.augment is not None else 0.0,
-                    **{k: round(v, 6) for k, v in last_stats.items()}}
-                if self.ada is not None and "r_t" not in row and self.ada.last_rt is not None:
-                    row["r_t"] = round(float(self.ada.last_rt), 6)  # no p update this tick: the latest r_t
+                # End of a tick: the statistics are read (one host sync), logged, then metrics and snapshots.
+                last = stats.read()
+                row = self._tick_row(last, tick_start)
                 if resumed_at is not None:
                     row["resumed_at_kimg"], resumed_at = resumed_at, None
-                if self.cur_nimg >= next_metrics:
-                    if self.metrics.active:
-                        m = self.metrics(self.G_ema)
-                        if m:
-                            row["metrics"] = m
-                    next_metrics = (self.cur_nimg // metrics_nimg + 1) * metrics_nimg
+                if metrics.due(self.cur_nimg):
+                    if self.is_main and (m := self.metrics(self.G_ema)):
+                        row["metrics"] = m
+                    metrics.advance(self.cur_nimg)
                 if self.is_main:
                     self.run_dir.append_log(row)
                     if display is not None:
                         display.tick(row)
                     if self.on_tick is not None:
                         self.on_tick(row)
-                if self.cur_nimg >= next_snap or done:
+                if snap.due(self.cur_nimg) or done:
                     if self.is_main:
                         checkpoint = self.save_snapshot()
                         self.save_grid()
-                    next_snap = (self.cur_nimg // snap_nimg + 1) * snap_nimg
-                next_tick = (self.cur_nimg // tick_nimg + 1) * tick_nimg
-                tick_start_nimg, tick_start = self.cur_nimg, time.perf_counter()
+                    snap.advance(self.cur_nimg)
+                tick.advance(self.cur_nimg)
+                tick_start = (self.cur_nimg, time.perf_counter())
         finally:
             if display is not None:
                 display.stop()
             self.dataset.close()
             if self.is_main:
                 self.run_dir.close()
-        return RunResult(self.out, self.cur_nimg, checkpoint, last_stats)
+        return RunResult(self.out, self.cur_nimg, checkpoint, last)
+
+    def _tick_row(self, stats: dict[str, float], tick_start: tuple[int, float]) -> dict[str, Any]:
+        """The log line of a tick: progress, speed, augmentation and the tick's mean statistics."""
+        dt = time.perf_counter() - tick_start[1]
+        shown = self.cur_nimg - tick_start[0]
+        self.elapsed += dt
+        row: dict[str, Any] = {
+            "kimg": round(self.cur_nimg / 1000, 3), "cur_nimg": self.cur_nimg, "time_s": round(self.elapsed, 2),
+            "sec_per_kimg": round(dt / max(shown, 1) * 1000, 3), "kimg_per_s": round(shown / 1000 / max(dt, 1e-9), 5),
+            "img_per_s": round(shown / max(dt, 1e-9), 2),
+            "p": float(self.augment.p) if self.augment is not None else 0.0,
+            **{k: round(v, 6) for k, v in stats.items()}}
+        if self.ada is not None and "r_t" not in row and self.ada.last_rt is not None:
+            row["r_t"] = round(float(self.ada.last_rt), 6)  # no p update this tick: the latest r_t
+        return row
+
+
+@dataclasses.dataclass
+class Every:
+    """An event every `nimg` images, at whole multiples of it (ticks, snapshots, metrics)."""
+
+    nimg: int
+    next: int
+
+    @classmethod
+    def kimg(cls, kimg: float, cur_nimg: int) -> "Every":
+        nimg = max(int(round(kimg * 1000)), 1)
+        return cls(nimg, (cur_nimg // nimg + 1) * nimg)
+
+    def due(self, cur_nimg: int) -> bool:
+        return cur_nimg >= self.next
+
+    def advance(self, cur_nimg: int) -> None:
+        self.next = (cur_nimg // self.nimg + 1) * self.nimg
 
 
 def _transfer_nets(ckpt):
