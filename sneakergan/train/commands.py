@@ -44,7 +44,7 @@ def plan(command: str, flags: dict[str, Any], extra: dict[str, Any]):
     The checkpoint is found and loaded once here and handed to the Trainer.
     """
     from .config import TrainConfig, resolve_config
-    from .rundir import RunDirError, numbered_path, open_checkpoint
+    from .rundir import RunDirError, check_new, numbered_path, open_checkpoint
 
     flags = dict(flags)
     if extra.get("fmaps") is not None and "channel_base" not in flags:
@@ -86,7 +86,10 @@ def plan(command: str, flags: dict[str, Any], extra: dict[str, Any]):
         if not resume:
             raise ConfigError("--out (a new run folder) or --outdir (a parent for numbered runs) is required")
         flags["out"] = str(Path(flags["resume"]).parent)  # continue in the run's own folder
-    return resolve_config(flags, base), ckpt
+    cfg = resolve_config(flags, base)
+    if not cfg.resume:
+        check_new(cfg.out)  # before the data is read and the networks built
+    return cfg, ckpt
 
 
 def _run(command: str, flags: dict[str, Any], extra: dict[str, Any]) -> None:

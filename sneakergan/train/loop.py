@@ -1,7 +1,7 @@
 """The training loop: data -> G/D phases with lazy regularisation -> EMA -> ADA -> ticks, snapshots, resume.
 
-One iteration (per process, batch_gpu = batch / world_size images) runs the phases in order (`PHASES` below,
-as in the reference's training loop):
+One iteration (per process, batch_gpu = batch / world_size images) runs the phases in order (`Phase` data built
+by `Trainer._phases`, as in the reference's training loop), each under its precision's autocast:
   Gmain  every iteration        G(z) -> augment -> D -> softplus(-logits); the fakes are kept for Dmain.
   Greg   every pl_interval      path-length penalty on batch / pl_batch_shrink (its own Adam step).
   Dmain  every iteration        reals and the kept fakes, augmented, through D in one batch.
@@ -11,7 +11,8 @@ Lazy regularisation: each reg phase is an extra optimiser step, so Adam's lr and
 interval / (interval + 1) as in StyleGAN2, appendix B.
 
 Statistics stay on the device and are read once per tick (train/stats.py); the display is train/progress.py;
-files go through train/rundir.py; multi-process helpers are train/distributed.py.
+files go through train/rundir.py; checks before the first step are train/preflight.py; optimisers and EMA
+train/optim.py; multi-process helpers train/distributed.py.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import torch
 from ..errors import UserError
 from ..modelfile import ModelFileError, save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
-from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
 from ..precision import autocast, resolve_precision
 from .augment import AdaController, AugmentPipe
 from .config import ConfigError, TrainConfig, network_config
@@ -36,8 +36,9 @@ from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 from .distributed import Dist, broadcast_module, init_distributed, sync_grads
 from .loss import LossConfig, StyleGAN2Loss
 from .metrics_hook import TrainMetrics
-from .progress import PlainLines, make_display
+from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
 from .preflight import check_network_fits_data, check_run_folder, check_target
+from .progress import PlainLines, make_display
 from .rundir import LATEST, LOG_NAME, REALS, RunDir, RunDirError, nimg_tag, open_checkpoint, read_log
 from .state import rng_state, set_rng_state
 from .stats import TickStats
@@ -54,7 +55,11 @@ class TrainError(UserError):
 
 
 def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
-    """Run these modules under bf16 autocast and hand float32 back, so only they compute in low precision."""
+    """Run these modules under bf16 autocast and hand float32 back, so only they compute in low precision.
+
+    The loop no longer uses it (each phase runs under `sneakergan.precision.autocast` of --precision); kept for
+    callers that want bf16 in chosen blocks only.
+    """
 
     def wrap(module: torch.nn.Module) -> None:
         inner = module.forward
@@ -70,9 +75,6 @@ def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
 
     for m in modules:
         wrap(m)
-
-
-# -- small utilities -------------------------------------------------------------------------------------
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -274,13 +276,8 @@ class Trainer:
             self.display.message(msg)
 
     def _warn(self, msg: str) -> None:
-        if self.is_main:
-            import sys
-
-            if self.display is not None and not type(self.display) is PlainLines:
-                self.display.message(msg)
-            else:
-                print(msg, file=sys.stderr, flush=True)
+        if self.display is not None:
+            self.display.warn(msg)
 
     def describe(self) -> str:
         """One line saying what this run will do."""

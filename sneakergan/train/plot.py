@@ -102,13 +102,14 @@ def _augmentation_panel(ax, rows: list[dict], target: float) -> None:
     """p on the left axis; r_t and its target on a right axis of their own (different ranges)."""
     xs, ys = _series(rows, "p")
     lines = []
+    marker = "." if len(xs) < 30 else None
     if xs:
-        lines += ax.plot(xs, ys, color="tab:blue", label="p")
+        lines += ax.plot(xs, ys, color="tab:blue", label="p", marker=marker)
     ax.set_ylabel("p")
     xr, yr = _series(rows, "r_t")
     if xr:
         rt_ax = ax.twinx()
-        lines += rt_ax.plot(xr, yr, color="tab:orange", label="r_t")
+        lines += rt_ax.plot(xr, yr, color="tab:orange", label="r_t", marker=marker)
         lines.append(rt_ax.axhline(target, color="tab:orange", linestyle="--", linewidth=1,
                                    label=f"r_t target {target:g}"))
         rt_ax.set_ylabel("r_t")

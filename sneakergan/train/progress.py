@@ -54,6 +54,10 @@ class PlainLines:
     def message(self, text: str) -> None:
         print(text, file=self._out(), flush=True)
 
+    def warn(self, text: str) -> None:
+        """Notes and warnings go to stderr, so stdout stays one line per tick."""
+        print(text, file=sys.stderr, flush=True)
+
     def stop(self) -> None:
         pass
 
@@ -89,6 +93,9 @@ class LiveBar(PlainLines):
         if getattr(self, "_progress", None) is None:
             return super().message(text)
         self._progress.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    def warn(self, text: str) -> None:
+        self.message(text)
 
     def stop(self) -> None:
         self._progress.stop()
