@@ -97,6 +97,19 @@ def test_training_into_an_existing_run_without_resume_changes_nothing(run64, dat
     assert tree_digest(run64) == before  # every byte, and no file touched
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(data16, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    tr = Trainer(cfg16(data16, tmp_path / "r"), progress=False)
+    monkeypatch.setattr(tr, "_step", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        tr.run()
+    assert not (tmp_path / "r").exists()  # the same --out can be used again
+    Trainer(cfg16(data16, tmp_path / "r", kimg=0.032), progress=False).run()
+    assert (tmp_path / "r" / "checkpoint-latest.json").exists()
+
+
 def test_outdir_numbers_runs_like_the_reference_tools(data16, tmp_path):
     parent = tmp_path / "runs"
     assert numbered_path(parent, "synth16-tiny").name == "00000-synth16-tiny"

@@ -480,6 +480,10 @@ class Trainer:
                     snap.advance(self.cur_nimg)
                 tick.advance(self.cur_nimg)
                 tick_start = (self.cur_nimg, time.perf_counter())
+        except BaseException:
+            if self.is_main and checkpoint is None and not self.in_place and not self.run_dir.snapshots():
+                self.run_dir.discard()  # nothing to resume: leave no half-made run folder in the way
+            raise
         finally:
             if display is not None:
                 display.stop()

@@ -119,6 +119,20 @@ class RunDir:
             self._lock.close()
             self._lock = None
 
+    def discard(self) -> None:
+        """Remove a new run that failed before its first checkpoint: the files a run writes, then the folder if
+        that leaves it empty (so the same --out can be used again; nothing else is touched)."""
+        ours = [self.log_path, self.path / REALS, self.path / "grid-latest.png", *self.path.glob("grid-*.png"),
+                *(p for p in self.path.iterdir() if _TEMP.match(p.name))]
+        for p in ours:
+            p.unlink(missing_ok=True)
+        self.close()
+        (self.path / LOCK).unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
     def remove_stale_temps(self) -> list[Path]:
         """Delete temp files of killed writes (`.NAME.XXXX.tmp`); safe because the folder is locked."""
         removed = []
