@@ -334,3 +334,30 @@ def test_plot_draws_p_on_its_own_axis_the_target_resumes_and_metrics():
     assert quality.get_yscale() == "log"
     assert all(any(list(ln.get_xdata()) == [3.0, 3.0] for ln in ax.get_lines()) for ax in fig.axes
                if ax.get_title() in ("losses (dotted: resumed)", "quality"))
+
+
+@pytest.mark.parametrize("width", [60, 150])
+def test_live_bar_fits_the_terminal(monkeypatch, width):
+    import io
+    import re as re_
+
+    from rich.console import Console
+
+    import sneakergan.console as console_mod
+    from sneakergan.train.progress import LiveBar
+
+    buf = io.StringIO()
+    monkeypatch.setattr(console_mod, "err_console", Console(file=buf, width=width, force_terminal=True))
+    bar = LiveBar(stream=io.StringIO())
+    bar.start(0, 64_000)
+    for n in range(0, 64_001, 16_000):
+        bar.step(n)
+    bar.tick({"kimg": 64.0, "sec_per_kimg": 2.0, "p": 0.1, "loss_G": 1.0, "loss_D": 1.0})
+    bar.stop()
+    plain = re_.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue())
+    lines = [ln for ln in plain.replace("\r", "\n").split("\n") if ln.strip()]
+    bars = [ln for ln in lines if ln.startswith("train ")]
+    assert bars and all(len(ln) <= width for ln in bars)
+    assert max(len(ln) for ln in bars) >= width - 2  # the bar stretches to the full width
+    assert any("64.00/64 kimg" in ln for ln in bars)
+    assert any(ln.startswith("kimg 64.000/64") for ln in lines)  # the tick line, above the bar
