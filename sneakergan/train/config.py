@@ -24,6 +24,8 @@ BOTH = (TRAIN, FINETUNE)
 AUG_MODES = ("ada", "fixed", "none")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # sneakergan.precision.PRECISIONS, without importing torch
 EXTRACTOR_CHOICES = ("inception", "random-tiny")
+# The fields a preset's TrainingDefaults fill in (nets/config.py; named here so this module needs no torch).
+PRESET_FIELDS = ("batch", "lr", "gamma", "ema_kimg", "ema_rampup", "pl_weight", "style_mix")
 
 
 class ConfigError(UserError):
@@ -185,8 +187,7 @@ def preset_training(name: str) -> dict[str, Any]:
         t = get_preset(name).training
     except ValueError as e:
         raise ConfigError(f"--preset: {e}") from None
-    return {"batch": t.batch, "lr": t.lr, "gamma": t.gamma, "ema_kimg": t.ema_kimg, "ema_rampup": t.ema_rampup,
-            "pl_weight": t.pl_weight, "style_mix": t.style_mix}
+    return {name: getattr(t, name) for name in PRESET_FIELDS}
 
 
 def auto_training(resolution: int, gpus: int = 1) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
 
-from .config import ConfigError, Knob, knobs
+from .config import PRESET_FIELDS, ConfigError, Knob, TrainConfig, knobs
 
 
 def parse_aspect(value: str) -> tuple[int, int]:
@@ -32,18 +33,11 @@ def parse_aspect(value: str) -> tuple[int, int]:
 
 def _base_type(f: dataclasses.Field) -> Any:
     """The field's type without Optional (annotations are strings under `from __future__ import annotations`)."""
-    hints = typing.get_type_hints(_config_cls())
-    t = hints[f.name]
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    if typing.get_origin(t) in (typing.Union, getattr(__import__("types"), "UnionType", ())) and len(args) == 1:
-        t = args[0]
+    t = typing.get_type_hints(TrainConfig)[f.name]
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        t = args[0] if len(args) == 1 else str
     return t
-
-
-def _config_cls():
-    from .config import TrainConfig
-
-    return TrainConfig
 
 
 def _cli_type(f: dataclasses.Field, k: Knob) -> Any:
@@ -57,9 +51,6 @@ def _cli_type(f: dataclasses.Field, k: Knob) -> Any:
     return t if t in (int, float, str, bool) else str
 
 
-_FROM_PRESET = ("batch", "lr", "gamma", "ema_kimg", "ema_rampup", "pl_weight", "style_mix")
-
-
 def _param(name: str, f: dataclasses.Field, k: Knob) -> inspect.Parameter:
     t = _cli_type(f, k)
     flag = k.option(name)
@@ -67,7 +58,7 @@ def _param(name: str, f: dataclasses.Field, k: Knob) -> inspect.Parameter:
     help_text = k.help
     default = f.default
     # Batch, lr, gamma, ... come from the preset: a field default there would mislead.
-    if default not in (None, "", ()) and t is not bool and name not in _FROM_PRESET + ("data", "out"):
+    if default not in (None, "", ()) and t is not bool and name not in PRESET_FIELDS + ("data", "out"):
         shown = f"{default:g}" if isinstance(default, float) else default
         help_text += f" (default {shown})"  # not "[default: ...]": Rich would read that as markup
     option = typer.Option(None, decl, help=help_text, show_default=False)
