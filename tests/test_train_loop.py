@@ -38,7 +38,7 @@ def data16(tmp_path_factory) -> Path:
 def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
     # Every regulariser on (tiny turns path length and mixing off) so all phases run.
     flags = dict(data=str(data), out=str(out), preset="tiny", kimg=0.128, snap=0.064, tick=0.064, workers=0,
-                 pl_weight=2.0, style_mix=0.9, aug="ada", p=0.2, ada_kimg=5.0, grid_size=4, threads=1)
+                 pl_weight=2.0, style_mix=0.9, aug="ada", p=0.2, ada_kimg=5.0, grid_size=4, threads=1, resolution=16)
     flags.update(kw)
     return resolve_config(flags)
 
@@ -105,7 +105,7 @@ def test_resume_reproduces_the_uninterrupted_run(run_a, tmp_path):
 
 def test_sigkill_mid_run_then_resume(data16, tmp_path):
     cmd = [sys.executable, "-m", "sneakergan.cli", "train", "--data", str(data16), "--out", str(tmp_path),
-           "--preset", "tiny", "--kimg", "50", "--snap", "0.032", "--tick", "0.032", "--workers", "1",
+           "--preset", "tiny", "--resolution", "16", "--kimg", "50", "--snap", "0.032", "--tick", "0.032", "--workers", "1",
            "--no-progress", "--threads", "1"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -180,7 +180,7 @@ def test_bf16_wrapper_keeps_float32_interfaces():
 
 def test_torchrun_two_processes_on_cpu(data16, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
-           "sneakergan.cli", "train", "--data", str(data16), "--out", str(tmp_path), "--preset", "tiny", "--kimg",
+           "sneakergan.cli", "train", "--data", str(data16), "--out", str(tmp_path), "--preset", "tiny", "--resolution", "16", "--kimg",
            "0.032", "--snap", "0.032", "--tick", "0.032", "--workers", "0", "--no-progress"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]

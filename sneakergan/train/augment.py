@@ -460,30 +460,32 @@ class AdaController:
     _sum: float = 0.0
     _count: float = 0.0
     _steps: int = 0
-    last_rt: float | None = field(default=None)
+    last_rt: torch.Tensor | float | None = field(default=None)
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
         """Add a batch of discriminator outputs on (augmented) real images."""
         logits = real_logits.detach().float()
-        self._sum += float(logits.sign().sum())
+        self._sum = self._sum + logits.sign().sum()  # stays on the device: no host sync per step
         self._count += logits.numel()
 
-    def update(self, batch_size: int) -> float | None:
-        """Count an iteration of `batch_size` images; every `interval` of them adjust p. Returns r_t or None."""
+    def update(self, batch_size: int) -> torch.Tensor | None:
+        """Count an iteration of `batch_size` images; every `interval` of them adjust p. Returns r_t (a device
+        tensor) or None."""
         self._steps += 1
         if self._steps % self.interval != 0:
             return None
-        stats = torch.tensor([self._sum, self._count], dtype=torch.float64)
+        if self._count <= 0 and self.reduce is None:
+            return None
+        # All on the device (no host sync): r_t, then p += sign(r_t - target) * step, clamped at 0.
+        p = self.pipe.p
+        stats = torch.stack([torch.as_tensor(self._sum, dtype=torch.float32, device=p.device).reshape(()),
+                             torch.tensor(float(self._count), device=p.device)])
         if self.reduce is not None:
             stats = self.reduce(stats)
         self._sum, self._count = 0.0, 0.0
-        if stats[1] <= 0:
-            return None
-        rt = float(stats[0] / stats[1])
-        adjust = math.copysign(1.0, rt - self.target) * (batch_size * self.interval) / (self.ada_kimg * 1000)
-        if rt == self.target:
-            adjust = 0.0
-        self.pipe.p.copy_((self.pipe.p + adjust).clamp(min=0))
+        rt = stats[0] / stats[1].clamp(min=1)
+        step = (batch_size * self.interval) / (self.ada_kimg * 1000)
+        p.copy_((p + torch.sign(rt - self.target) * step).clamp(min=0))
         self.last_rt = rt
         return rt
 
@@ -491,10 +493,10 @@ class AdaController:
         """JSON-able state (p lives in the pipe; saved too for convenience)."""
         return {
             "p": float(self.pipe.p),
-            "sum": self._sum,
+            "sum": float(self._sum),
             "count": self._count,
             "steps": self._steps,
-            "last_rt": self.last_rt,
+            "last_rt": None if self.last_rt is None else float(self.last_rt),
             "target": self.target,
             "ada_kimg": self.ada_kimg,
         }

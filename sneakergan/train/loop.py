@@ -1,120 +1,54 @@
 """The training loop: data -> G/D phases with lazy regularisation -> EMA -> ADA -> ticks, snapshots, resume.
 
-One iteration (per process, batch_gpu = batch / world_size images):
-  Gmain  G(z) -> augment -> D -> softplus(-logits); the fakes are kept for Dmain (saves a G forward).
-  Greg   every pl_interval iterations: path-length penalty on batch / pl_batch_shrink (own Adam step).
-  Dmain  reals and the kept fakes, augmented, through D in one batch.
-  Dreg   every r1_interval iterations: R1 on reals (own Adam step).
-  G_ema  lerp toward G with the half-life ema_kimg (ramped up early in training).
-  ADA    every ada_interval iterations p moves toward the overfitting target.
+One iteration (per process, batch_gpu = batch / world_size images) runs the phases in order (`Phase` data built
+by `Trainer._phases`, as in the reference's training loop), each under its precision's autocast:
+  Gmain  every iteration        G(z) -> augment -> D -> softplus(-logits); the fakes are kept for Dmain.
+  Greg   every pl_interval      path-length penalty on batch / pl_batch_shrink (its own Adam step).
+  Dmain  every iteration        reals and the kept fakes, augmented, through D in one batch.
+  Dreg   every r1_interval      R1 on reals (its own Adam step).
+then G_ema moves toward G (half-life ema_kimg, ramped up early) and ADA moves p every ada_interval iterations.
 Lazy regularisation: each reg phase is an extra optimiser step, so Adam's lr and betas are scaled by
 interval / (interval + 1) as in StyleGAN2, appendix B.
 
-Multi-process (torchrun): every rank holds full copies and averages gradients with one all-reduce per phase
-(the reference's scheme; DistributedDataParallel cannot take the double backward of R1 / path length).
-Rank 0 writes every file.
+Statistics stay on the device and are read once per tick (train/stats.py); the display is train/progress.py;
+files go through train/rundir.py; checks before the first step are train/preflight.py; optimisers and EMA
+train/optim.py; multi-process helpers train/distributed.py.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
-import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from ..modelfile import ModelFileError, load_checkpoint, model_paths, save_checkpoint
+from ..errors import UserError
+from ..modelfile import ModelFileError, save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
+from ..precision import autocast, resolve_precision
 from .augment import AdaController, AugmentPipe
-from .config import TrainConfig, network_config
+from .config import ConfigError, TrainConfig, network_config
 from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
+from .distributed import Dist, broadcast_module, init_distributed, sync_grads
 from .loss import LossConfig, StyleGAN2Loss
+from .metrics_hook import TrainMetrics
+from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
+from .preflight import check_network_fits_data, check_run_folder, check_target
+from .progress import PlainLines, make_display
+from .rundir import LATEST, LOG_NAME, REALS, RunDir, RunDirError, nimg_tag, open_checkpoint, read_log
+from .state import rng_state, set_rng_state
+from .stats import TickStats
 
-LATEST = "checkpoint-latest"
-LOG_NAME = "log.jsonl"
+__all__ = ["Trainer", "RunResult", "TrainError", "train", "find_checkpoint", "read_log", "nimg_tag", "LATEST",
+           "LOG_NAME", "enable_bf16", "Phase"]
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """A training run that cannot start or continue; the message is one clear line."""
-
-
-# -- distributed helpers ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Dist:
-    """Where this process sits in a torchrun job (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return t
-        import torch.distributed as dist
-
-        dev = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
-        out = t.to(dev).clone()
-        dist.all_reduce(out)
-        return out.to(t.device)
-
-    def all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
-        return self.all_reduce_sum(t) / self.world_size
-
-
-def init_distributed(device_spec: str) -> tuple[Dist, torch.device]:
-    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun), start the process group, pick the device."""
-    d = Dist(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
-    if device_spec == "auto":
-        device = torch.device("cuda", d.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        device = torch.device(device_spec)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise TrainError("--device cuda requested but CUDA is not available (use cpu or auto)")
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", d.local_rank)
-    if d.enabled:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return d, device
-
-
-def _sync_grads(params: list[torch.nn.Parameter], dist_info: Dist) -> None:
-    """Average gradients over processes with one flat all-reduce."""
-    if not dist_info.enabled:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.flatten() for g in grads])
-    flat = dist_info.all_reduce_mean(flat)
-    for g, new in zip(grads, flat.split([g.numel() for g in grads])):
-        g.copy_(new.view_as(g))
-
-
-def _broadcast_module(module: torch.nn.Module, dist_info: Dist) -> None:
-    if not dist_info.enabled:
-        return
-    import torch.distributed as dist
-
-    for t in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(t.data, src=0)
 
 
 # -- precision -------------------------------------------------------------------------------------------
@@ -123,8 +57,8 @@ def _broadcast_module(module: torch.nn.Module, dist_info: Dist) -> None:
 def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
     """Run these modules under bf16 autocast and hand float32 back, so only they compute in low precision.
 
-    Used for the highest-resolution blocks of G and D on CUDA (where most of the FLOPs are), as the reference
-    does with fp16 in its 4 highest resolutions.
+    The loop no longer uses it (each phase runs under `sneakergan.precision.autocast` of --precision); kept for
+    callers that want bf16 in chosen blocks only.
     """
 
     def wrap(module: torch.nn.Module) -> None:
@@ -143,102 +77,40 @@ def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
         wrap(m)
 
 
-# -- small utilities -------------------------------------------------------------------------------------
-
-
-def nimg_tag(nimg: int) -> str:
-    """File-name tag of a point in training: '000200' at 200 kimg, '000000-064' at 64 images."""
-    return f"{nimg // 1000:06d}" + (f"-{nimg % 1000:03d}" if nimg % 1000 else "")
-
-
-def _rng_state() -> dict[str, str]:
-    state = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
-    return state
-
-
-def _set_rng_state(state: dict[str, str]) -> None:
-    torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["cuda"]), dtype=np.uint8).copy()))
-
-
-def _make_adam(params: list[torch.nn.Parameter], lr: float, reg_interval: int | None) -> torch.optim.Adam:
-    """Adam(0, 0.99), eps 1e-8, with StyleGAN2's lazy-regularisation correction of lr and betas."""
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    kwargs: dict[str, Any] = dict(lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-    try:
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, foreach=True, **kwargs)
-
-
-def freeze_d_blocks(D: Discriminator, k: int) -> list[torch.nn.Parameter]:
-    """Freeze-D (Mo et al. 2020): keep the first k blocks (highest resolution) fixed; returns trainable params."""
-    blocks = D.blocks
-    if k > len(blocks):
-        raise TrainError(f"--freeze-d {k}: the discriminator has only {len(blocks)} blocks")
-    frozen = {id(p) for b in blocks[:k] for p in b.parameters()}
-    for b in blocks[:k]:
-        b.requires_grad_(False)
-    return [p for p in D.parameters() if id(p) not in frozen]
-
-
-@torch.no_grad()
-def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
-    """G_ema <- beta * G_ema + (1 - beta) * G for parameters; buffers (w_avg, noise) copied."""
-    ema_p = [p for p in G_ema.parameters()]
-    src_p = [p.detach() for p in G.parameters()]
-    torch._foreach_lerp_(ema_p, src_p, 1.0 - beta)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    """All JSON lines of RUN/log.jsonl (skipping a torn last line after a kill)."""
-    path = Path(run_dir) / LOG_NAME
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def find_checkpoint(path: str | Path) -> Path:
-    """A loadable checkpoint from a run folder or a checkpoint path.
+    """The checkpoint a resume of `path` would load (loads it once to check; use rundir.open_checkpoint to keep it)."""
+    try:
+        ckpt = open_checkpoint(path, nets=())
+    except RunDirError as e:
+        raise TrainError(str(e)) from None
+    return ckpt.path.with_suffix("")
 
-    A kill between the two renames of checkpoint-latest can leave its halves from different snapshots; then
-    the newest numbered snapshot that loads is used instead.
+
+# -- the phases ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Batch:
+    """What the phases of one iteration share: the reals, and the fakes Gmain made for Dmain."""
+
+    real: torch.Tensor
+    real_c: torch.Tensor | None
+    fake: torch.Tensor | None = None
+    fake_c: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One optimiser step of an iteration: which network it trains, how often, in which precision.
+
+    `run(batch)` returns (loss, detached statistics); the loop does the backward and the optimiser step.
     """
-    p = Path(path)
-    candidates: list[Path] = []
-    if p.is_dir():
-        candidates.append(p / LATEST)
-        folder = p
-    else:
-        candidates.append(model_paths(p)[0].with_suffix(""))
-        folder = p.parent
-    candidates += sorted((s.with_suffix("") for s in folder.glob("snapshot-*.json")), reverse=True)
-    errors = []
-    for cand in candidates:
-        st, js = model_paths(cand)
-        if not js.exists():
-            continue
-        try:
-            load_checkpoint(cand, nets=(), verify=True)
-            return cand
-        except ModelFileError as e:
-            errors.append(str(e))
-    if errors:
-        raise TrainError(f"no loadable checkpoint in {folder}: {errors[0]}")
-    raise TrainError(f"{path}: no checkpoint found (expected {LATEST}.safetensors/.json or a model file)")
 
-
-# -- the loop --------------------------------------------------------------------------------------------
+    name: str
+    net: str  # "G" or "D"
+    interval: int  # runs when batch_idx % interval == 0
+    run: Callable[[Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    precision: str  # resolved: fp32 | bf16 | fp16
 
 
 @dataclasses.dataclass
@@ -251,72 +123,76 @@ class RunResult:
     last_stats: dict[str, float]
 
 
-class Trainer:
-    """Builds everything from a TrainConfig and runs the loop; `run()` returns a RunResult."""
+# -- the trainer ---------------------------------------------------------------------------------------------
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True, console=None,
-                 on_tick: Callable[[dict], None] | None = None) -> None:
+
+class Trainer:
+    """Builds everything from a TrainConfig, checks the whole configuration, and runs the loop.
+
+    Every mistake that can be found before training (data vs preset, metrics weights, run folder, resume
+    target, machine) raises a one-line UserError from the constructor, before anything is written.
+    `checkpoint`: an already loaded resume / transfer checkpoint (so a resume reads it once).
+    """
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True, console: Any = None,
+                 on_tick: Callable[[dict], None] | None = None, display: PlainLines | None = None,
+                 checkpoint: Any = None) -> None:
+        del console  # kept for callers of the old signature; output goes through `display`
         self.cfg = cfg
-        self.progress = progress
-        self.console = console
         self.on_tick = on_tick
         self.dist, self.device = init_distributed(cfg.device)
+        self.is_main = self.dist.is_main
+        self.display = (display or make_display(progress)) if self.is_main else None
+        try:
+            self.precision = resolve_precision(cfg.precision, self.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if cfg.compile:
+            # The hook for torch.compile: R1 and path length need a double backward, which compiled graphs do
+            # not support, so compiling needs separate forward-only networks for the main phases (issue 15).
+            raise ConfigError("--compile is not available in this build's training step yet (train without it)")
         if self.device.type == "cpu":
             torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         if cfg.batch % self.dist.world_size:
             raise TrainError(f"--batch {cfg.batch} must be divisible by the number of processes ({self.dist.world_size})")
         self.batch_gpu = cfg.batch // self.dist.world_size
         self.out = Path(cfg.out)
-        self.is_main = self.dist.rank == 0
-        self._setup()
+        self._setup(checkpoint)
+        self.dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
 
     # -- setup ---------------------------------------------------------------------------------------
 
-    def _setup(self) -> None:
+    def _setup(self, ckpt: Any) -> None:
         cfg = self.cfg
         try:
             self.dataset = ImageDataset(cfg.data, mirror=cfg.mirror, use_labels=cfg.cond)
         except DatasetError as e:
             raise TrainError(str(e)) from None
         ds = self.dataset
-        if len(ds) < self.batch_gpu and self.is_main:
-            self._print(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
-        resume_ckpt = None
-        self.state: dict[str, Any] = {}
         if cfg.resume:
-            path = find_checkpoint(cfg.resume)
-            resume_ckpt = load_checkpoint(path, nets=("G", "D", "G_ema"), device=self.device)
-            self.state = dict(resume_ckpt.state)
-            net_cfg = resume_ckpt.config
+            ckpt = ckpt if ckpt is not None else self._open(cfg.resume, ("G", "D", "G_ema"))
+            if "train_config" not in ckpt.state:
+                raise TrainError(f"{ckpt.path}: not a training checkpoint (no train_config); use finetune --from")
+            net_cfg = ckpt.config
         elif cfg.transfer_from:
-            src = find_checkpoint(cfg.transfer_from) if Path(cfg.transfer_from).is_dir() else cfg.transfer_from
-            resume_ckpt = self._load_transfer_source(src)
-            net_cfg = resume_ckpt.config
+            ckpt = ckpt if ckpt is not None else self._open(cfg.transfer_from, ("G", "D", "G_ema"))
+            ckpt = _transfer_nets(ckpt)
+            net_cfg = ckpt.config
             if cfg.cond and net_cfg.c_dim != ds.label_dim:
                 raise TrainError(f"the source model takes {net_cfg.c_dim} labels, the dataset has {ds.label_dim}")
         else:
-            try:
-                net_cfg = network_config(cfg, ds.width, ds.height, ds.label_dim)
-            except ValueError as e:
-                raise TrainError(str(e)) from None
-        if (net_cfg.img_width, net_cfg.img_height) != (ds.width, ds.height):
-            what = "resume from" if cfg.resume else "fine-tune"
-            raise TrainError(
-                f"cannot {what} a {net_cfg.img_width}x{net_cfg.img_height} model on {ds.width}x{ds.height} images "
-                f"({cfg.data}); prepare the data at {net_cfg.img_width}x{net_cfg.img_height}")
-        if net_cfg.c_dim and net_cfg.c_dim != ds.label_dim:
-            raise TrainError(f"the model takes {net_cfg.c_dim} label values, {cfg.data} has {ds.label_dim} (use --cond with a labelled dataset)")
-        group = net_cfg.mbstd_group
-        if group > 0 and self.batch_gpu % min(group, self.batch_gpu):
-            raise TrainError(f"batch per process {self.batch_gpu} must be divisible by the minibatch-stddev group {group}")
+            ckpt = None
+            net_cfg = network_config(cfg, ds.width, ds.height, ds.label_dim)
+        check_network_fits_data(net_cfg, ds, cfg, self.batch_gpu)
         self.net_cfg: NetworkConfig = net_cfg
+        self.metrics = TrainMetrics(cfg, self.device, self._warn)
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        if resume_ckpt is not None:
-            self.G = resume_ckpt.nets["G"].to(self.device)
-            self.D = resume_ckpt.nets["D"].to(self.device)
-            self.G_ema = resume_ckpt.nets["G_ema"].to(self.device)
+        if ckpt is not None:
+            self.G = ckpt.nets["G"].to(self.device)
+            self.D = ckpt.nets["D"].to(self.device)
+            self.G_ema = ckpt.nets["G_ema"].to(self.device)
         else:
             self.G = Generator(net_cfg).to(self.device)
             self.D = Discriminator(net_cfg).to(self.device)
@@ -325,17 +201,11 @@ class Trainer:
         self.D.train().requires_grad_(False)
         self.G_ema.eval().requires_grad_(False)
         for m in (self.G, self.D, self.G_ema):
-            _broadcast_module(m, self.dist)
+            broadcast_module(m, self.dist)
         self.g_params = list(self.G.parameters())
         self.d_params = freeze_d_blocks(self.D, cfg.freeze_d)
 
-        if self.device.type == "cuda":
-            enable_bf16(self.G.synthesis.blocks()[-4:] + self.G_ema.synthesis.blocks()[-4:], "cuda")
-            enable_bf16(list(self.D.blocks[:4]), "cuda")
-
-        self.augment = None
-        if cfg.aug != "none":
-            self.augment = AugmentPipe(cfg.augpipe, p=cfg.p).to(self.device)
+        self.augment = AugmentPipe(cfg.augpipe, p=cfg.p).to(self.device) if cfg.aug != "none" else None
         self.ada = None
         if cfg.aug == "ada":
             self.ada = AdaController(self.augment, target=cfg.target, ada_kimg=cfg.ada_kimg, interval=cfg.ada_interval,
@@ -347,52 +217,49 @@ class Trainer:
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
-        self.opt_G = _make_adam(self.g_params, cfg.lr, self.g_reg)
-        self.opt_D = _make_adam(self.d_params, cfg.lr, self.d_reg)
+        self.opt_G = make_adam(self.g_params, cfg.lr, self.g_reg)
+        self.opt_D = make_adam(self.d_params, cfg.lr, self.d_reg)
+        self.phases = self._phases()
 
         self.cur_nimg = 0
         self.batch_idx = 0
         self.elapsed = 0.0
-        if cfg.resume and resume_ckpt is not None:
-            self._restore(resume_ckpt)
+        self._saved_rng = None
+        self.resumed = bool(cfg.resume)
+        if cfg.resume:
+            self._restore(ckpt)
+        self.source = ckpt.path.with_suffix("") if ckpt is not None else None
 
         # Labels for fakes are drawn from the dataset's label distribution.
         self.labels = None
         if self.net_cfg.c_dim:
             self.labels = torch.stack([ds.label(i) for i in range(ds.num_images)]).to(self.device)
+        check_target(cfg, self.cur_nimg, self.resumed)
+        self.in_place = check_run_folder(self.out, self.source, self.cur_nimg, self.resumed)
+        if len(ds) < self.batch_gpu:  # only once everything is known to be fine
+            self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
-    def _load_transfer_source(self, path: str | Path):
+    def _open(self, path: str, nets: tuple[str, ...]):
         try:
-            meta_nets = load_checkpoint(path, nets=(), verify=True).meta.get("nets", [])
-        except ModelFileError as e:
+            return open_checkpoint(path, nets=nets, device=self.device)
+        except (RunDirError, ModelFileError) as e:
             raise TrainError(str(e)) from None
-        if "D" not in meta_nets:
-            raise TrainError(f"{path}: has no discriminator (an exported serving model?); fine-tuning needs a "
-                             "training checkpoint or an imported reference snapshot with D")
-        wanted = [n for n in ("G", "D", "G_ema") if n in meta_nets]
-        ckpt = load_checkpoint(path, nets=wanted, device=self.device)
-        if "G" not in ckpt.nets:
-            ckpt.nets["G"] = copy.deepcopy(ckpt.nets["G_ema"])
-        if "G_ema" not in ckpt.nets:
-            ckpt.nets["G_ema"] = copy.deepcopy(ckpt.nets["G"])
-        return ckpt
+
+    def _phases(self) -> list[Phase]:
+        """The iteration as data: (name, network, interval, step, precision). Regularisers stay fp32."""
+        prec = self.precision
+        phases = [Phase("Gmain", "G", 1, self._g_main, prec)]
+        if self.g_reg:
+            phases.append(Phase("Greg", "G", self.g_reg, self._g_reg, "fp32"))
+        phases.append(Phase("Dmain", "D", 1, self._d_main, prec))
+        if self.d_reg:
+            phases.append(Phase("Dreg", "D", self.d_reg, self._d_reg, "fp32"))
+        return phases
 
     def _restore(self, ckpt) -> None:
         st = ckpt.state
-        try:
-            ckpt.load_optimizer("G", self.opt_G)
-            ckpt.load_optimizer("D", self.opt_D)
-        except ModelFileError as e:
-            raise TrainError(str(e)) from None
-        # Give loaded moments their parameter's memory layout: the fused Adam kernel walks parameter and
-        # moments side by side and silently mixes elements up when strides differ (a resume test caught it
-        # with channels_last parameters).
-        for opt in (self.opt_G, self.opt_D):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    for key, t in opt.state.get(p, {}).items():
-                        if torch.is_tensor(t) and t.shape == p.shape and t.stride() != p.stride():
-                            opt.state[p][key] = torch.empty_like(p).copy_(t)
+        restore_optimizer(ckpt, "G", self.opt_G)
+        restore_optimizer(ckpt, "D", self.opt_D)
         self.cur_nimg = int(st.get("cur_nimg", round(float(st.get("kimg", 0)) * 1000)))
         self.batch_idx = int(st.get("batch_idx", 0))
         self.elapsed = float(st.get("elapsed_s", 0.0))
@@ -405,12 +272,22 @@ class Trainer:
         self._saved_rng = st.get("rng") if self.dist.world_size == 1 else None
 
     def _print(self, msg: str) -> None:
-        if not self.is_main:
-            return
-        if self.console is not None:
-            self.console.print(msg, highlight=False)
-        else:
-            print(msg, flush=True)
+        if self.display is not None:
+            self.display.message(msg)
+
+    def _warn(self, msg: str) -> None:
+        if self.display is not None:
+            self.display.warn(msg)
+
+    def describe(self) -> str:
+        """One line saying what this run will do."""
+        cfg, net = self.cfg, self.net_cfg
+        what = "resuming" if cfg.resume else ("fine-tuning" if cfg.transfer_from else "training")
+        source = f"from {cfg.transfer_from}" if cfg.transfer_from else cfg.preset
+        return (f"{what} {net.img_width}x{net.img_height} ({source}) on {self.dataset.num_images} images"
+                f"{' (+ mirrored)' if cfg.mirror else ''}, batch {cfg.batch}, gamma {cfg.gamma:g}, "
+                f"aug {cfg.aug}/{cfg.augpipe}, {self.precision}, from {self.cur_nimg / 1000:g} to {cfg.kimg:g} kimg "
+                f"-> {cfg.out}")
 
     # -- data ----------------------------------------------------------------------------------------
 
@@ -435,67 +312,58 @@ class Trainer:
 
     # -- one iteration -------------------------------------------------------------------------------
 
-    def _step(self, real_u8: torch.Tensor, real_c: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, dev = self.cfg, self.device
-        n = real_u8.shape[0]
-        real = to_float(real_u8.to(dev, non_blocking=True), invert=self.net_cfg.invert)
-        real_c = real_c.to(dev) if self.net_cfg.c_dim else None
-        stats: dict[str, torch.Tensor] = {}
+    def _g_main(self, b: Batch) -> tuple[torch.Tensor, dict]:
+        n = b.real.shape[0]
+        z = torch.randn(n, self.net_cfg.z_dim, device=self.device)
+        b.fake_c = self._fake_labels(n)
+        loss, b.fake, stats = self.loss.g_main(z, b.fake_c)
+        return loss, stats
 
-        # Gmain (D frozen: its weight gradients are not needed here).
-        self.G.requires_grad_(True)
-        z = torch.randn(n, self.net_cfg.z_dim, device=dev)
-        c = self._fake_labels(n)
-        loss, fake, s = self.loss.g_main(z, c)
-        loss.backward()
-        stats.update(s)
-        self._opt_step(self.opt_G, self.g_params)
+    def _g_reg(self, b: Batch) -> tuple[torch.Tensor, dict]:
+        n = b.real.shape[0]
+        z = torch.randn(n, self.net_cfg.z_dim, device=self.device)
+        return self.loss.g_pl(z, self._fake_labels(n), gain=self.g_reg)
 
-        # Greg: path length, its own step every pl_interval iterations.
-        if self.g_reg and self.batch_idx % self.g_reg == 0:
-            z = torch.randn(n, self.net_cfg.z_dim, device=dev)
-            loss, s = self.loss.g_pl(z, self._fake_labels(n), gain=self.g_reg)
-            loss.backward()
-            stats.update(s)
-            self._opt_step(self.opt_G, self.g_params)
-        self.G.requires_grad_(False)
-
-        # Dmain on reals and the fakes Gmain just made.
-        for p in self.d_params:
-            p.requires_grad_(True)
-        loss, real_logits, s = self.loss.d_main(real, real_c, fake, c)
-        loss.backward()
-        stats.update(s)
-        self._opt_step(self.opt_D, self.d_params)
+    def _d_main(self, b: Batch) -> tuple[torch.Tensor, dict]:
+        loss, real_logits, stats = self.loss.d_main(b.real, b.real_c, b.fake, b.fake_c)
         if self.ada is not None:
             self.ada.accumulate(real_logits)
+        return loss, stats
 
-        # Dreg: R1, its own step every r1_interval iterations.
-        if self.d_reg and self.batch_idx % self.d_reg == 0:
-            loss, s = self.loss.d_r1(real, real_c, gain=self.d_reg)
+    def _d_reg(self, b: Batch) -> tuple[torch.Tensor, dict]:
+        return self.loss.d_r1(b.real, b.real_c, gain=self.d_reg)
+
+    def _step(self, real_u8: torch.Tensor, real_c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration: every phase due at this batch index, then EMA and ADA. Returns device statistics."""
+        cfg, dev = self.cfg, self.device
+        batch = Batch(to_float(real_u8.to(dev, non_blocking=True), invert=self.net_cfg.invert),
+                      real_c.to(dev) if self.net_cfg.c_dim else None)
+        stats: dict[str, torch.Tensor] = {}
+        for phase in self.phases:
+            if self.batch_idx % phase.interval:
+                continue
+            params, opt = (self.g_params, self.opt_G) if phase.net == "G" else (self.d_params, self.opt_D)
+            for p in params:
+                p.requires_grad_(True)
+            with autocast(phase.precision, dev):
+                loss, s = phase.run(batch)
             loss.backward()
+            for p in params:
+                p.requires_grad_(False)
             stats.update(s)
-            self._opt_step(self.opt_D, self.d_params)
-        for p in self.d_params:
-            p.requires_grad_(False)
+            self._opt_step(opt, params)
 
-        # G_ema with the reference's half-life and ramp-up.
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup:
-            ema_nimg = min(ema_nimg, self.cur_nimg * cfg.ema_rampup)
-        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        update_ema(self.G_ema, self.G, beta)
-
+        update_ema(self.G_ema, self.G, ema_beta(cfg.batch, cfg.ema_kimg, cfg.ema_rampup, self.cur_nimg))
         self.cur_nimg += cfg.batch
         self.batch_idx += 1
         if self.ada is not None:
             rt = self.ada.update(cfg.batch)
             if rt is not None:
-                stats["r_t"] = torch.tensor(rt)
+                stats["r_t"] = rt
         return stats
 
     def _opt_step(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
-        _sync_grads(params, self.dist)
+        sync_grads(params, self.dist)
         if self.device.type == "cuda":
             for p in params:
                 if p.grad is not None:
@@ -516,97 +384,45 @@ class Trainer:
             "seed": self.cfg.seed,
             "data_position": self.cur_nimg,
             "elapsed_s": self.elapsed,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "train_config": self.cfg.to_dict(),
         }
 
     def save_snapshot(self) -> Path:
         """Numbered snapshot + checkpoint-latest (hard links to it) + old snapshots pruned. Rank 0 only."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        tag = nimg_tag(self.cur_nimg)
-        snap = self.out / f"snapshot-{tag}"
+        run = self.run_dir
+        snap = run.snapshot(self.cur_nimg)
         provenance = {"dataset": str(Path(self.cfg.data).resolve()), "dataset_images": self.dataset.num_images,
                       "kimg": self.cur_nimg / 1000, "trained_by": "sneakergan train",
                       **({"transfer_from": str(self.cfg.transfer_from)} if self.cfg.transfer_from else {})}
         save_checkpoint(snap, self.net_cfg, nets={"G": self.G, "D": self.D, "G_ema": self.G_ema},
                         optimizers={"G": self.opt_G, "D": self.opt_D}, state=self._state(), provenance=provenance)
-        # Publish as latest: link (no second write of the weights), rename into place, weights first.
-        for src, dst in zip(model_paths(snap), model_paths(self.out / LATEST)):
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            if tmp.exists():
-                tmp.unlink()
-            try:
-                os.link(src, tmp)
-            except OSError:
-                import shutil
-
-                shutil.copy2(src, tmp)
-            os.replace(tmp, dst)
-        snaps = sorted(self.out.glob("snapshot-*.json"))
-        for old in snaps[: max(len(snaps) - self.cfg.keep, 0)]:
-            for f in model_paths(old):
-                f.unlink(missing_ok=True)
-        return self.out / LATEST
+        run.publish_latest(snap)
+        run.prune(self.cfg.keep)
+        return run.latest
 
     def save_grid(self) -> Path:
-        """Sample grid of G_ema from fixed seeds 0..grid_size-1 (same z at every snapshot)."""
-        from PIL import Image
+        """Sample grid of G_ema from fixed seeds 0..grid_size-1, numbered and as grid-latest.png."""
+        from .grids import fakes_grid
 
-        from ..generate import images_to_uint8, make_grid, seeds_to_z
-
-        n = self.cfg.grid_size
-        z = seeds_to_z(range(n), self.G_ema.z_dim).to(self.device)
-        c = None
-        if self.net_cfg.c_dim:
-            c = torch.zeros(n, self.net_cfg.c_dim, device=self.device)
-            c[torch.arange(n), torch.arange(n) % self.net_cfg.c_dim] = 1
-        imgs = []
-        with torch.inference_mode():
-            for i in range(0, n, 16):
-                ws = self.G_ema.mapping(z[i : i + 16], None if c is None else c[i : i + 16])
-                imgs.append(self.G_ema.synthesis(ws, noise_mode="const").float().cpu())
-        arrs = list(images_to_uint8(torch.cat(imgs), invert=self.net_cfg.invert))
-        # Columns: a divisor of n near its square root (32 -> 8 x 4), so the grid has no ragged last row.
-        root = math.sqrt(n)
-        cols = next((d for d in range(math.ceil(root), int(2 * root) + 1) if n % d == 0), math.ceil(root))
-        grid: Image.Image = make_grid(arrs, cols=cols)
-        path = self.out / f"grid-{nimg_tag(self.cur_nimg)}.png"
-        grid.save(path)
-        tmp = self.out / ".grid-latest.png.tmp"
-        grid.save(tmp, format="PNG")
-        os.replace(tmp, self.out / "grid-latest.png")
+        grid = fakes_grid(self.G_ema, self.cfg.grid_size, self.net_cfg.c_dim, self.net_cfg.invert, self.device)
+        path = self.run_dir.grid(self.cur_nimg)
+        self.run_dir.save_image(grid, path)
+        self.run_dir.save_image(grid, self.out / "grid-latest.png")
         return path
 
-    def _log(self, row: dict) -> None:
-        with open(self.out / LOG_NAME, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    def _open_run_dir(self) -> RunDir:
+        """Rank 0: create the run folder (or reopen it for a resume in place) and lock it."""
+        if self.in_place:
+            run = RunDir.open_existing(self.out)
+            run.trim_log(self.cur_nimg)
+        else:
+            run = RunDir.create(self.out)
+        if not (run.path / REALS).exists():
+            from .grids import reals_grid
 
-    def _trim_log(self) -> None:
-        """After a resume, drop log lines written past the checkpoint (they will be produced again)."""
-        rows = read_log(self.out)
-        keep = [r for r in rows if r.get("cur_nimg", 0) <= self.cur_nimg]
-        if len(keep) != len(rows):
-            tmp = self.out / f".{LOG_NAME}.tmp"
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-            os.replace(tmp, self.out / LOG_NAME)
-
-    def _metrics(self) -> dict[str, float]:
-        if not self.cfg.metrics:
-            return {}
-        try:
-            from ..metrics import compute_metrics  # noqa: PLC0415 - optional stage
-        except ImportError:
-            self._print("warning: sneakergan.metrics is not available; skipping --metrics")
-            self.cfg.metrics = []
-            return {}
-        try:
-            return compute_metrics(self.G_ema, self.cfg.data, list(self.cfg.metrics), num=self.cfg.metrics_num,
-                                   extractor=self.cfg.metrics_extractor, device=self.device,
-                                   features=self.cfg.metrics_features)
-        except Exception as e:  # noqa: BLE001 - a metric failure must not kill a long run
-            self._print(f"warning: metrics failed ({e}); training continues without them")
-            self.cfg.metrics = []
-            return {}
+            run.save_image(reals_grid(self.dataset, self.cfg.grid_size), run.path / REALS)
+        return run
 
     # -- run -----------------------------------------------------------------------------------------
 
@@ -615,114 +431,116 @@ class Trainer:
         cfg = self.cfg
         total_nimg = int(round(cfg.kimg * 1000))
         stop_nimg = total_nimg if stop_after_nimg is None else min(total_nimg, self.cur_nimg + stop_after_nimg)
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if cfg.resume:
-                self._trim_log()
-            else:
-                (self.out / LOG_NAME).unlink(missing_ok=True)
+        self.run_dir = self._open_run_dir() if self.is_main else RunDir(self.out)
         # Seed the per-process randomness (noise, z, augmentation) after building the networks.
-        saved_rng = getattr(self, "_saved_rng", None)
-        if saved_rng:
-            _set_rng_state(saved_rng)
+        if self._saved_rng:
+            set_rng_state(self._saved_rng)
         else:
             torch.manual_seed(cfg.seed * 1_000_003 + self.dist.rank * 7919 + self.cur_nimg + 1)
         data = self._loader()
 
-        tick_nimg = max(int(cfg.tick * 1000), 1)
-        snap_nimg = max(int(cfg.snap * 1000), 1)
-        metrics_nimg = int(cfg.metrics_every * 1000) if cfg.metrics_every else snap_nimg
-        next_tick = (self.cur_nimg // tick_nimg + 1) * tick_nimg
-        next_snap = (self.cur_nimg // snap_nimg + 1) * snap_nimg
-        next_metrics = (self.cur_nimg // metrics_nimg + 1) * metrics_nimg
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        last_stats: dict[str, float] = {}
-        tick_start_nimg, tick_start = self.cur_nimg, time.perf_counter()
+        tick = Every.kimg(cfg.tick, self.cur_nimg)
+        snap = Every.kimg(cfg.snap, self.cur_nimg)
+        metrics = Every.kimg(cfg.metrics_every or cfg.snap, self.cur_nimg)
+        stats = TickStats()
+        last: dict[str, float] = {}
         checkpoint = None
-
-        bar = self._progress_bar(total_nimg) if (self.progress and self.is_main) else None
+        resumed_at = self.cur_nimg / 1000 if self.resumed else None
+        tick_start = (self.cur_nimg, time.perf_counter())
+        display = self.display
         try:
-            if bar is not None:
-                bar[0].start()
+            if display is not None:
+                display.start(self.cur_nimg, total_nimg)
             while self.cur_nimg < stop_nimg:
-                real, real_c = next(data)
-                stats = self._step(real, real_c)
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                    counts[k] = counts.get(k, 0) + 1
-                if bar is not None:
-                    self._update_bar(bar, stats)
+                stats.add(self._step(*next(data)))
+                if display is not None:
+                    display.step(self.cur_nimg)
                 done = self.cur_nimg >= stop_nimg
-                if self.cur_nimg >= next_tick or done:
-                    now = time.perf_counter()
-                    dt = now - tick_start
-                    self.elapsed += dt
-                    shown = self.cur_nimg - tick_start_nimg
-                    last_stats = {k: sums[k] / counts[k] for k in sums}
-                    row = {"kimg": round(self.cur_nimg / 1000, 3), "cur_nimg": self.cur_nimg,
-                           "time_s": round(self.elapsed, 2),
-                           "sec_per_kimg": round(dt / max(shown, 1) * 1000, 3),
-                           "kimg_per_s": round(shown / 1000 / max(dt, 1e-9), 5),
-                           "img_per_s": round(shown / max(dt, 1e-9), 2),
-                           "p": float(self.augment.p) if self.augment is not None else 0.0,
-                           **{k: round(v, 6) for k, v in last_stats.items()}}
-                    if self.ada is not None and "r_t" not in row and self.ada.last_rt is not None:
-                        row["r_t"] = round(self.ada.last_rt, 6)  # no p update this tick: the latest r_t
-                    sums, counts = {}, {}
-                    if self.cur_nimg >= next_metrics or done:
-                        m = self._metrics() if self.cur_nimg >= next_metrics else {}
-                        if m:
-                            row["metrics"] = m
-                        next_metrics = (self.cur_nimg // metrics_nimg + 1) * metrics_nimg
+                if not (tick.due(self.cur_nimg) or done):
+                    continue
+                # End of a tick: the statistics are read (one host sync), logged, then metrics and snapshots.
+                last = stats.read()
+                row = self._tick_row(last, tick_start)
+                if resumed_at is not None:
+                    row["resumed_at_kimg"], resumed_at = resumed_at, None
+                if metrics.due(self.cur_nimg):
+                    if self.is_main and (m := self.metrics(self.G_ema)):
+                        row["metrics"] = m
+                    metrics.advance(self.cur_nimg)
+                if self.is_main:
+                    self.run_dir.append_log(row)
+                    if display is not None:
+                        display.tick(row)
+                    if self.on_tick is not None:
+                        self.on_tick(row)
+                if snap.due(self.cur_nimg) or done:
                     if self.is_main:
-                        self._log(row)
-                        if self.on_tick is not None:
-                            self.on_tick(row)
-                    if self.cur_nimg >= next_snap or done:
-                        if self.is_main:
-                            checkpoint = self.save_snapshot()
-                            self.save_grid()
-                        next_snap = (self.cur_nimg // snap_nimg + 1) * snap_nimg
-                    next_tick = (self.cur_nimg // tick_nimg + 1) * tick_nimg
-                    tick_start_nimg, tick_start = self.cur_nimg, time.perf_counter()
+                        checkpoint = self.save_snapshot()
+                        self.save_grid()
+                    snap.advance(self.cur_nimg)
+                tick.advance(self.cur_nimg)
+                tick_start = (self.cur_nimg, time.perf_counter())
+        except BaseException:
+            if self.is_main and checkpoint is None and not self.in_place and not self.run_dir.snapshots():
+                self.run_dir.discard()  # nothing to resume: leave no half-made run folder in the way
+            raise
         finally:
-            if bar is not None:
-                bar[0].stop()
+            if display is not None:
+                display.stop()
             self.dataset.close()
-        return RunResult(self.out, self.cur_nimg, checkpoint, last_stats)
+            if self.is_main:
+                self.run_dir.close()
+        return RunResult(self.out, self.cur_nimg, checkpoint, last)
 
-    def _progress_bar(self, total_nimg: int):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from ..console import err_console
-
-        progress = Progress(
-            TextColumn("[bold]train"), BarColumn(),
-            TextColumn("{task.fields[kimg]} kimg"), TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("p {task.fields[p]}  G {task.fields[g]}  D {task.fields[d]}"),
-            console=err_console, transient=False, refresh_per_second=2,
-        )
-        task = progress.add_task("train", total=total_nimg, completed=self.cur_nimg, kimg="", rate="", p="", g="", d="")
-        return progress, task, {"t": time.perf_counter(), "nimg": self.cur_nimg}
-
-    def _update_bar(self, bar, stats: dict[str, torch.Tensor]) -> None:
-        progress, task, last = bar
-        now = time.perf_counter()
-        fields: dict[str, str] = {"kimg": f"{self.cur_nimg / 1000:.2f}/{self.cfg.kimg:g}"}
-        if now - last["t"] > 2:
-            rate = (self.cur_nimg - last["nimg"]) / (now - last["t"])
-            fields["rate"] = f"{rate * 3.6:.1f} kimg/h ({1000 / max(rate, 1e-9):.1f} s/kimg)"
-            last["t"], last["nimg"] = now, self.cur_nimg
-        fields["p"] = f"{float(self.augment.p):.3f}" if self.augment is not None else "-"
-        if "loss_G" in stats:
-            fields["g"] = f"{float(stats['loss_G']):.3f}"
-        if "loss_D" in stats:
-            fields["d"] = f"{float(stats['loss_D']):.3f}"
-        progress.update(task, completed=self.cur_nimg, **fields)
+    def _tick_row(self, stats: dict[str, float], tick_start: tuple[int, float]) -> dict[str, Any]:
+        """The log line of a tick: progress, speed, augmentation and the tick's mean statistics."""
+        dt = time.perf_counter() - tick_start[1]
+        shown = self.cur_nimg - tick_start[0]
+        self.elapsed += dt
+        row: dict[str, Any] = {
+            "kimg": round(self.cur_nimg / 1000, 3), "cur_nimg": self.cur_nimg, "time_s": round(self.elapsed, 2),
+            "sec_per_kimg": round(dt / max(shown, 1) * 1000, 3), "kimg_per_s": round(shown / 1000 / max(dt, 1e-9), 5),
+            "img_per_s": round(shown / max(dt, 1e-9), 2),
+            "p": float(self.augment.p) if self.augment is not None else 0.0,
+            **{k: round(v, 6) for k, v in stats.items()}}
+        if self.ada is not None and "r_t" not in row and self.ada.last_rt is not None:
+            row["r_t"] = round(float(self.ada.last_rt), 6)  # no p update this tick: the latest r_t
+        return row
 
 
-def train(cfg: TrainConfig, progress: bool = True, console=None) -> RunResult:
+@dataclasses.dataclass
+class Every:
+    """An event every `nimg` images, at whole multiples of it (ticks, snapshots, metrics)."""
+
+    nimg: int
+    next: int
+
+    @classmethod
+    def kimg(cls, kimg: float, cur_nimg: int) -> "Every":
+        nimg = max(int(round(kimg * 1000)), 1)
+        return cls(nimg, (cur_nimg // nimg + 1) * nimg)
+
+    def due(self, cur_nimg: int) -> bool:
+        return cur_nimg >= self.next
+
+    def advance(self, cur_nimg: int) -> None:
+        self.next = (cur_nimg // self.nimg + 1) * self.nimg
+
+
+def _transfer_nets(ckpt):
+    """A source checkpoint for fine-tuning: needs D; G and G_ema stand in for each other when one is missing."""
+    if "D" not in ckpt.nets:
+        raise TrainError(f"{ckpt.path}: has no discriminator (an exported serving model?); fine-tuning needs a "
+                         "training checkpoint or an imported reference snapshot with D")
+    if "G" not in ckpt.nets and "G_ema" not in ckpt.nets:
+        raise TrainError(f"{ckpt.path}: has no generator")
+    if "G" not in ckpt.nets:
+        ckpt.nets["G"] = copy.deepcopy(ckpt.nets["G_ema"])
+    if "G_ema" not in ckpt.nets:
+        ckpt.nets["G_ema"] = copy.deepcopy(ckpt.nets["G"])
+    return ckpt
+
+
+def train(cfg: TrainConfig, progress: bool = True, console: Any = None) -> RunResult:
     """Run a whole training (or fine-tuning) job from a resolved config."""
-    return Trainer(cfg, progress=progress, console=console).run()
+    return Trainer(cfg, progress=progress).run()
