@@ -147,8 +147,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         if size > MAX_JSON_BYTES:
             raise ModelFileError(f"{json_path}: {size} bytes is far too large for a model config "
                                  f"(limit {MAX_JSON_BYTES >> 20} MiB)")
-        meta = json.loads(json_path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = json_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{json_path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ModelFileError(f"{json_path}: cannot read ({e.strerror or e})") from None
+    try:
+        meta = json.loads(text)
+    except ValueError as e:  # JSONDecodeError, and integers of more than 4,300 digits
         raise ModelFileError(f"{json_path}: not valid JSON ({e})") from None
     except RecursionError:
         raise ModelFileError(f"{json_path}: not valid JSON (nested too deeply)") from None
@@ -174,7 +180,7 @@ def _check_meta(meta: dict[str, Any], json_path: Path) -> None:
             raise ModelFileError(f"{json_path}: '{key}' must be a JSON {'object' if kind is dict else 'array'}, "
                                  f"got {_short(meta[key])}")
     nets = meta.get("nets", [])
-    if any(n not in NET_CLASSES for n in nets) or len(set(nets)) != len(nets):
+    if any(not isinstance(n, str) or n not in NET_CLASSES for n in nets) or len(set(nets)) != len(nets):
         raise ModelFileError(f"{json_path}: 'nets' must list distinct names from {list(NET_CLASSES)}, got "
                              f"{[_short(n) for n in nets[:5]]}")
     weights = meta.get("weights", {})
@@ -203,15 +209,16 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
         file_size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
-            if len(head) < 8:
-                raise ModelFileError(f"{path}: corrupt weights file (shorter than a safetensors header)")
             n = int.from_bytes(head, "little")
-            if n > min(MAX_HEADER_BYTES, file_size - 8):
-                raise ModelFileError(f"{path}: corrupt weights file (header of {n} bytes in a file of {file_size})")
-            raw = f.read(n)
-        header = json.loads(raw.decode("utf-8"))
+            raw = f.read(n) if len(head) == 8 and n <= min(MAX_HEADER_BYTES, file_size - 8) else None
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(head) < 8:
+        raise ModelFileError(f"{path}: corrupt weights file (shorter than a safetensors header)")
+    if raw is None:
+        raise ModelFileError(f"{path}: corrupt weights file (header of {n} bytes in a file of {file_size})")
+    try:
+        header = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ModelFileError(f"{path}: corrupt weights file (its header is not valid JSON)") from None
     if not isinstance(header, dict):
