@@ -52,7 +52,12 @@ def run_corpus(func: str, cases: dict[str, list], warmup: list | None = None, kw
                           env=env, cwd=REPO)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT "):])
+    # Shown with `pytest -s` (or on failure): what each case cost.
+    print(f"\n{func}: peak {result['peak_mb']:.0f} MB after warm-up {result['base_mb']:.0f} MB")
+    for case, res in result["cases"].items():
+        print(f"  {case:32s} {res['seconds']:6.2f} s  {res.get('type', 'accepted')}")
+    return result
 
 
 def snapshot_tree(root: Path) -> dict[str, tuple[int, int]]:
