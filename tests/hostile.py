@@ -45,7 +45,8 @@ print("RESULT " + json.dumps({"base_mb": base, "peak_mb": peak_mb(), "cases": ou
 def run_corpus(func: str, cases: dict[str, list], warmup: list | None = None, kwargs: dict | None = None,
                timeout: float = 180) -> dict:
     """Call `module:function(*args, **kwargs)` for every case in one subprocess; returns base/peak MB and results."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                                         os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     spec = json.dumps({"func": func, "cases": cases, "warmup": warmup, "kwargs": kwargs})
     proc = subprocess.run([sys.executable, "-c", _RUNNER, spec], capture_output=True, text=True, timeout=timeout,
@@ -76,3 +77,22 @@ def assert_one_line_errors(result: dict, expected: dict[str, str], error: str, m
         assert "\n" not in res["msg"], f"{case}: message is not one line: {res['msg'][:300]}"
         assert want.lower() in res["msg"].lower(), f"{case}: {res['msg'][:300]!r} lacks {want!r}"
         assert res["seconds"] < max_seconds, f"{case}: took {res['seconds']:.1f} s"
+
+
+def read_train_dataset(path: str, use_labels: bool = False) -> dict:
+    """Open a training dataset and read every item, as a training epoch would (corpus entry point)."""
+    from sneakergan.train.dataset import ImageDataset
+
+    ds = ImageDataset(path, use_labels=use_labels)
+    for i in range(len(ds)):
+        ds[i]
+    return ds.skipped
+
+
+def read_metrics_dataset(path: str) -> None:
+    """Open a metrics dataset and read every batch (corpus entry point)."""
+    from sneakergan.metrics.data import ImageDataset
+
+    with ImageDataset(path) as ds:
+        for _ in ds.iter_batches(4):
+            pass
