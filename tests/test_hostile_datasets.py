@@ -119,6 +119,16 @@ def test_metrics_reader_refuses_the_same_archives(corpus):
     assert result["peak_mb"] - result["base_mb"] < 100, result
 
 
+def test_a_padded_file_in_a_folder_dataset_is_refused_up_front(tmp_path):
+    for name, data in images(3).items():
+        (tmp_path / Path(name).name).write_bytes(data)
+    with open(tmp_path / "padded.png", "wb") as f:
+        f.write(png(seed=7))
+        f.truncate(8 << 20)  # sparse zeros after the PNG
+    with pytest.raises(DatasetError, match="padded.png is 8,388,608 bytes, more than the 1,048,576"):
+        ImageDataset(tmp_path)
+
+
 def truncated(data: bytes) -> bytes:
     return data[: len(data) * 2 // 3]  # header intact: passes the up-front size check
 

@@ -127,8 +127,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.names: list[str] = names
         self.skipped: dict[str, str] = {}  # images this process could not decode: name -> reason
         self.max_member_bytes = MAX_JSON_BYTES  # until the image size is known (the header check)
-        if self.kind == "zip":
-            self._check_members()
+        self._check_members()
 
         labels = self._read_labels() if use_labels else None
         if use_labels and labels is None:
@@ -137,8 +136,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
         self.width, self.height = self._check_sizes() if check_sizes else self._image_size(self.names[0])
         self.max_member_bytes = max(MIN_MEMBER_BYTES, BYTES_PER_PIXEL * self.width * self.height)
-        if self.kind == "zip":
-            self._check_members()
+        self._check_members()
 
     # -- files -------------------------------------------------------------------------------------------
 
@@ -150,7 +148,14 @@ class ImageDataset(torch.utils.data.Dataset):
         return self._zip
 
     def _check_members(self) -> None:
-        """Method, encryption and declared size of every image member, from the central directory."""
+        """Method, encryption and declared size of every image (the zip's central directory, or the file size)."""
+        if self.kind == "dir":
+            for name in self.names:
+                size = os.path.getsize(os.path.join(self.path, name))
+                if size > self.max_member_bytes:
+                    raise DatasetError(f"{self.path}: {name} is {size:,} bytes, more than the "
+                                       f"{self.max_member_bytes:,} an image of this dataset can need")
+            return
         zf = self._open_zip()
         for name in self.names:
             check_member(self.path, zf.getinfo(name), self.max_member_bytes, DatasetError)
