@@ -150,6 +150,15 @@ def test_a_truncated_image_is_skipped_and_reported_not_fatal(tmp_path):
     assert ds.verify() == {bad: ds.skipped[bad]}
 
 
+def test_an_all_bad_dataset_in_a_worker_is_still_one_line(tmp_path):
+    members = {n: truncated(d) for n, d in images(3).items()}
+    ds = ImageDataset(write_zip(tmp_path / "bad.zip", members))
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+    with pytest.raises(DatasetError) as e:
+        next(iter(loader))
+    assert "\n" not in str(e.value) and str(e.value).endswith("check the dataset"), str(e.value)
+
+
 def test_a_bad_crc_in_one_member_is_skipped(tmp_path):
     # 256 px noise: the header check reads the first few KB only, so the CRC fails when the pixels are read.
     path = write_zip(tmp_path / "c.zip", images(3, size=(256, 256)), method=zipfile.ZIP_STORED)

@@ -50,6 +50,15 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".
 class DatasetError(UserError):
     """A dataset that cannot be trained on; the message says which file and why."""
 
+    def __str__(self) -> str:
+        # A DataLoader worker's error comes back as "Caught DatasetError in DataLoader worker ...\n<traceback>";
+        # the promise is one line, so show the original message (the traceback's last line).
+        text = super().__str__()
+        if text.startswith("Caught ") and "\n" in text:
+            tail = [ln for ln in text.splitlines() if ln.strip()][-1]
+            return tail.split("DatasetError: ", 1)[-1]
+        return text
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
