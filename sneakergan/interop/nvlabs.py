@@ -247,6 +247,25 @@ def read_snapshot(pkl: str | Path, nets: Iterable[str] = ("G_ema",)) -> tuple[Ne
         raise SnapshotImportError(f"{pkl}: cannot read the network configuration (no {e} argument)") from None
     except (TypeError, ValueError) as e:  # NetworkConfigError, UnsafePickleError and SnapshotImportError included
         raise SnapshotImportError(f"{pkl}: cannot read the network configuration ({e})") from None
+    # Provenance first: it is cheap to refuse, and building the networks is not.
+    aug = snap.get("augment_pipe")
+    p = None
+    if isinstance(aug, PersistentRecord):
+        buffers = aug.state.get("_buffers")
+        pt = buffers.get("p") if isinstance(buffers, dict) else None
+        if torch.is_tensor(pt) and pt.numel() == 1 and pt.dtype in FLOAT_DTYPES:
+            p = float(pt)
+            p = p if np.isfinite(p) and 0 <= p <= 1 else None
+    try:
+        original_args = {k: plain_json(snap[k].init_kwargs, f"{k} arguments")
+                         for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)}
+    except (UnsafePickleError, SnapshotImportError) as e:
+        raise SnapshotImportError(f"{pkl}: {e}") from None
+    tsk = snap.get("training_set_kwargs")
+    try:
+        training_set_kwargs = plain_json(tsk, "training_set_kwargs") if isinstance(tsk, dict) else {}
+    except SnapshotImportError as e:
+        raise SnapshotImportError(f"{pkl}: {e}") from None
     built = {}
     for name in nets:
         rec = snap[name]
@@ -257,27 +276,6 @@ def read_snapshot(pkl: str | Path, nets: Iterable[str] = ("G_ema",)) -> tuple[Ne
             built[name] = build_network(rec, name, cfg)
         except SnapshotImportError as e:
             raise SnapshotImportError(f"{pkl}: {e}") from None
-    aug = snap.get("augment_pipe")
-    p = None
-    if isinstance(aug, PersistentRecord):
-        buffers = aug.state.get("_buffers")
-        pt = buffers.get("p") if isinstance(buffers, dict) else None
-        if torch.is_tensor(pt) and pt.numel() == 1 and pt.dtype in FLOAT_DTYPES:
-            _check_tensor("augment_pipe.p", pt)
-            p = float(pt)
-            p = p if np.isfinite(p) and 0 <= p <= 1 else None
-    try:
-        original_args = {k: plain_json(snap[k].init_kwargs, f"{k} arguments")
-                         for k in NET_NAMES if isinstance(snap.get(k), PersistentRecord)}
-    except UnsafePickleError as e:
-        raise SnapshotImportError(f"{pkl}: {e}") from None
-    except SnapshotImportError as e:
-        raise SnapshotImportError(f"{pkl}: {e}") from None
-    tsk = snap.get("training_set_kwargs")
-    try:
-        training_set_kwargs = plain_json(tsk, "training_set_kwargs") if isinstance(tsk, dict) else {}
-    except SnapshotImportError as e:
-        raise SnapshotImportError(f"{pkl}: {e}") from None
     provenance = {
         "imported_from": pkl.name,
         "source_sha256": sha256_file(pkl),
