@@ -25,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from ..fileio import sha256_file
-from ..modelfile import ModelFileError, expected_shapes, model_paths, save_checkpoint
+from ..modelfile import expected_shapes, model_paths, save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
 from ..nets.layers import fir_taps
 from .safe_unpickle import PersistentRecord, UnsafePickleError, load_snapshot_pickle
