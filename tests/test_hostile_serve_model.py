@@ -53,9 +53,11 @@ def models(tmp_path_factory):
     _edit_directions(nan, lambda ds: ds[1].update(sigma=float("nan")))
     bad_range = _model(root, "bad_range")
     _edit_directions(bad_range, lambda ds: ds[0].update(layers="0-40"))
+    deep = _model(root, "deep")
+    directions_path(deep).write_text("[" * 100_000 + "]" * 100_000)
     grey = _model(root, "grey", NetworkConfig(**{**CFG.to_dict(), "img_channels": 1}))
     cond = _model(root, "cond", NetworkConfig(**{**CFG.to_dict(), "c_dim": 3}))
-    return root, {"good": good, "truncated": truncated, "nan": nan, "bad_range": bad_range, "grey": grey,
+    return root, {"good": good, "truncated": truncated, "nan": nan, "bad_range": bad_range, "deep": deep, "grey": grey,
                   "cond": cond}
 
 
@@ -63,6 +65,7 @@ def models(tmp_path_factory):
     ("truncated", "has 15 values; the model's w has 16"),
     ("nan", "sigma nan"),
     ("bad_range", "cannot render an image"),
+    ("deep", "not a readable directions file"),
     ("grey", "1-channel images"),
     ("cond", "conditional model"),
 ])

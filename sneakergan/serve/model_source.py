@@ -111,6 +111,8 @@ def check_model(path: str | Path, device: str = "cpu") -> None:
             directions = DirectionSet.load(dpath)
         except DirectionsError:
             directions = None  # unreadable: the engine computes SeFa directions instead (and says so)
+        except (RecursionError, ValueError, TypeError, AttributeError) as e:  # what the loader does not catch
+            raise ModelFileError(f"{dpath}: not a readable directions file ({type(e).__name__})") from None
     for d in directions or []:
         vec = np.asarray(d.vector)
         if vec.shape != (G.w_dim,) or not np.isfinite(vec).all():
