@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hostile import assert_one_line_errors, run_corpus, snapshot_tree  # noqa: E402
@@ -196,3 +198,35 @@ def test_valid_model_still_loads_after_the_checks(corpus):
     assert {k[len("G_ema."):] for k in header} == set(ck.nets["G_ema"].state_dict())
     with pytest.raises(ModelFileError, match="has no 'D' network"):
         load_checkpoint(root / "good", nets=("D",))
+
+
+# --- fuzz: any JSON value in any config field, any header --------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                               max_size=3), max_leaves=6)
+_fields = [f.name for f in dataclasses.fields(NetworkConfig)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(_fields + ["bogus"]), _json | st.integers(0, 4096), max_size=6))
+def test_fuzzed_configs_are_valid_or_one_config_error(change):
+    try:
+        cfg = NetworkConfig.from_dict({**CFG.to_dict(), **change})
+    except NetworkConfigError as e:
+        assert "\n" not in str(e)
+        return
+    assert sum(estimate_parameters(cfg).values()) <= MAX_PARAMETERS  # whatever passes is buildable
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), _json, max_size=4), st.binary(max_size=64))
+def test_fuzzed_safetensors_headers_are_read_or_one_model_file_error(tmp_path_factory, header, data):
+    from sneakergan.modelfile import read_safetensors_header
+
+    path = tmp_path_factory.mktemp("fuzz", numbered=True) / "w.safetensors"
+    _raw_safetensors(path, header, data)
+    try:
+        read_safetensors_header(path)
+    except ModelFileError as e:
+        assert "\n" not in str(e)
