@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,14 +17,22 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
 from .fileio import atomic_write, sha256_file
 from .nets import Discriminator, Generator, NetworkConfig
 
 FORMAT = "sneakergan-model/1"
 NET_CLASSES = {"G": Generator, "G_ema": Generator, "D": Discriminator}
+TENSOR_PREFIXES = ("G.", "G_ema.", "D.", "opt_G.", "opt_D.")
+MAX_JSON_BYTES = 64 << 20        # a model's JSON is a few KB; provenance may carry the reference's arguments
+MAX_HEADER_BYTES = 100 << 20     # safetensors' own limit on its JSON header
+# Bytes per element of the safetensors dtypes a model may hold: networks are floating point, optimiser state
+# may add integer step counts.
+NET_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
+OPT_DTYPES = {**NET_DTYPES, "F64": 8, "I64": 8, "I32": 4}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError):
     """A model file is missing, truncated, corrupt, or does not match its config."""
 
 
@@ -115,16 +124,16 @@ class Checkpoint:
             raise ModelFileError(f"{self.path}: holds no optimiser state for {name!r} (exported for serving?)")
         sd: dict[str, Any] = {"state": {}, "param_groups": info["param_groups"]}
         prefix = f"opt_{name}.state."
-        for key, t in self._tensors.items():
-            if key.startswith(prefix):
-                idx, sub = key[len(prefix):].split(".", 1)
-                sd["state"].setdefault(int(idx), {})[sub] = t
-        for key, val in info.get("scalars", {}).items():
-            idx, sub = key.split(".", 1)
-            sd["state"].setdefault(int(idx), {})[sub] = val
         try:
+            for key, t in self._tensors.items():
+                if key.startswith(prefix):
+                    idx, sub = key[len(prefix):].split(".", 1)
+                    sd["state"].setdefault(int(idx), {})[sub] = t
+            for key, val in info.get("scalars", {}).items():
+                idx, sub = key.split(".", 1)
+                sd["state"].setdefault(int(idx), {})[sub] = val
             opt.load_state_dict(sd)
-        except (ValueError, KeyError, RuntimeError) as e:
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as e:
             raise ModelFileError(f"{self.path}: optimiser state {name!r} does not fit the networks ({e})") from None
 
 
@@ -134,12 +143,141 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not json_path.exists():
         raise ModelFileError(f"{json_path}: model config not found (a model is NAME.safetensors + NAME.json)")
     try:
-        meta = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        size = json_path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ModelFileError(f"{json_path}: {size} bytes is far too large for a model config "
+                                 f"(limit {MAX_JSON_BYTES >> 20} MiB)")
+        text = json_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ModelFileError(f"{json_path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ModelFileError(f"{json_path}: cannot read ({e.strerror or e})") from None
+    try:
+        meta = json.loads(text)
+    except ValueError as e:  # JSONDecodeError, and integers of more than 4,300 digits
+        raise ModelFileError(f"{json_path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelFileError(f"{json_path}: not valid JSON (nested too deeply)") from None
+    except OSError as e:
+        raise ModelFileError(f"{json_path}: cannot read ({e.strerror or e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{json_path}: not a sneakergan model file (format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r})")
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelFileError(f"{json_path}: not a sneakergan model file (format {_short(fmt)}, expected {FORMAT!r})")
+    _check_meta(meta, json_path)
     return meta
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_meta(meta: dict[str, Any], json_path: Path) -> None:
+    """The types every reader of the JSON relies on; one ModelFileError naming the first wrong field."""
+    for key, kind in (("config", dict), ("nets", list), ("state", dict), ("provenance", dict),
+                      ("optimizers", dict), ("weights", dict)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise ModelFileError(f"{json_path}: '{key}' must be a JSON {'object' if kind is dict else 'array'}, "
+                                 f"got {_short(meta[key])}")
+    nets = meta.get("nets", [])
+    if any(not isinstance(n, str) or n not in NET_CLASSES for n in nets) or len(set(nets)) != len(nets):
+        raise ModelFileError(f"{json_path}: 'nets' must list distinct names from {list(NET_CLASSES)}, got "
+                             f"{[_short(n) for n in nets[:5]]}")
+    weights = meta.get("weights", {})
+    size = weights.get("bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ModelFileError(f"{json_path}: weights 'bytes' must be a non-negative integer, got {_short(size)}")
+    sha = weights.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+        raise ModelFileError(f"{json_path}: weights 'sha256' must be 64 hex digits, got {_short(sha)}")
+    for key in ("kimg", "cur_nimg", "augment_p"):
+        v = meta.get("state", {}).get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
+            raise ModelFileError(f"{json_path}: state '{key}' must be a non-negative number, got {_short(v)}")
+    for name, info in meta.get("optimizers", {}).items():
+        if name not in ("G", "D") or not isinstance(info, dict) or not isinstance(info.get("param_groups"), list) \
+                or not isinstance(info.get("scalars", {}), dict):
+            raise ModelFileError(f"{json_path}: optimiser entry {_short(name)} is malformed")
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} from a safetensors file's header, checked against the file's size.
+
+    Reads only the header (never the tensors), so a hostile file costs its header's size at most.
+    """
+    try:
+        file_size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little")
+            raw = f.read(n) if len(head) == 8 and n <= min(MAX_HEADER_BYTES, file_size - 8) else None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(head) < 8:
+        raise ModelFileError(f"{path}: corrupt weights file (shorter than a safetensors header)")
+    if raw is None:
+        raise ModelFileError(f"{path}: corrupt weights file (header of {n} bytes in a file of {file_size})")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ModelFileError(f"{path}: corrupt weights file (its header is not valid JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: corrupt weights file (header is not a JSON object)")
+    data_size = file_size - 8 - n
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise ModelFileError(f"{path}: corrupt weights file (entry {_short(name)} is not an object)")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in OPT_DTYPES:
+            raise ModelFileError(f"{path}: tensor {_short(name)} has dtype {_short(dtype)}; a model holds "
+                                 f"{', '.join(OPT_DTYPES)} only")
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape)):
+            raise ModelFileError(f"{path}: tensor {_short(name)} has a malformed shape {_short(shape)}")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_size
+                and offsets[1] - offsets[0] == math.prod(shape) * OPT_DTYPES[dtype]):
+            raise ModelFileError(f"{path}: tensor {_short(name)}: its data offsets do not fit its shape and the "
+                                 f"file's size (truncated or corrupt)")
+        out[name] = (dtype, tuple(shape))
+    return out
+
+
+def expected_shapes(config: NetworkConfig, name: str) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of network `name` for `config`, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        net = NET_CLASSES[name](config)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _check_header(header: dict[str, tuple[str, tuple[int, ...]]], config: NetworkConfig, nets: Iterable[str],
+                  st_path: Path) -> None:
+    """Names, dtypes and shapes of the requested networks' tensors match the config (before loading any)."""
+    strays = [k for k in header if not k.startswith(TENSOR_PREFIXES)]
+    if strays:
+        raise ModelFileError(f"{st_path}: unknown tensors {[_short(k) for k in strays[:3]]} (names must start "
+                             f"with {', '.join(TENSOR_PREFIXES)})")
+    for name in nets:
+        own = expected_shapes(config, name)
+        prefix = f"{name}."
+        got = {k[len(prefix):]: v for k, v in header.items() if k.startswith(prefix)}
+        missing = sorted(set(own) - set(got))
+        unexpected = sorted(set(got) - set(own))
+        if missing or unexpected:
+            raise ModelFileError(f"{st_path}: {name} does not match its config "
+                                 f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                                 f"unexpected {[_short(k) for k in unexpected[:3]]}"
+                                 f"{'...' if len(unexpected) > 3 else ''})")
+        for k, (dtype, shape) in got.items():
+            if dtype not in NET_DTYPES:
+                raise ModelFileError(f"{st_path}: {name}.{k} is {dtype}; network tensors are "
+                                     f"{', '.join(NET_DTYPES)}")
+            if shape != own[k]:
+                raise ModelFileError(f"{st_path}: {name}.{k} has shape {shape}, config needs {own[k]}")
 
 
 def load_checkpoint(path: str | Path, nets: Iterable[str] = ("G_ema",), device: str | torch.device = "cpu",
@@ -154,23 +292,33 @@ def load_checkpoint(path: str | Path, nets: Iterable[str] = ("G_ema",), device: 
         raise ModelFileError(f"{st_path}: truncated or replaced ({st_path.stat().st_size} bytes, config says {expected['bytes']})")
     if verify and expected.get("sha256") and sha256_file(st_path) != expected["sha256"]:
         raise ModelFileError(f"{st_path}: weights do not match {json_path.name} (sha256 differs): mismatched or corrupt file")
-    try:
-        config = NetworkConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{json_path}: bad network config ({e})") from None
+    config = config_of(meta, json_path)
+    nets = list(nets)
+    for name in nets:
+        if name not in meta.get("nets", []):
+            raise ModelFileError(f"{st_path}: has no {name!r} network (has {meta.get('nets')})")
+    _check_header(read_safetensors_header(st_path), config, nets, st_path)
     try:
         tensors = load_file(str(st_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(f"{st_path}: corrupt weights file ({e})") from None
     built: dict[str, torch.nn.Module] = {}
     for name in nets:
-        if name not in meta.get("nets", []):
-            raise ModelFileError(f"{st_path}: has no {name!r} network (has {meta.get('nets')})")
         net = NET_CLASSES[name](config)
         _load_state(net, name, tensors, st_path)
         built[name] = net.to(device).eval().requires_grad_(False)
     return Checkpoint(path=st_path, config=config, nets=built, state=meta.get("state", {}),
                       provenance=meta.get("provenance", {}), meta=meta, _tensors=tensors)
+
+
+def config_of(meta: dict[str, Any], json_path: Path | str = "model") -> NetworkConfig:
+    """The validated NetworkConfig of a model's JSON (exact types, bounds, parameter count) or ModelFileError."""
+    if "config" not in meta:
+        raise ModelFileError(f"{json_path}: has no network config")
+    try:
+        return NetworkConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{json_path}: bad network config ({e})") from None
 
 
 def _load_state(net: torch.nn.Module, name: str, tensors: dict[str, torch.Tensor], st_path: Path) -> None:

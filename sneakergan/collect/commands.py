@@ -62,7 +62,7 @@ def _slug(text: str) -> str:
 
 
 def _run(spider_cls, cfg, store: Path, job: str, restart: bool, **kwargs) -> None:
-    from sneakergan.collect.crawl import run_spider
+    from sneakergan.collect.crawl import CrawlError, check_fetched, run_spider
     from sneakergan.collect.progress import crawl_counts
     from sneakergan.collect.store import Store, StoreError
 
@@ -77,6 +77,10 @@ def _run(spider_cls, cfg, store: Path, job: str, restart: bool, **kwargs) -> Non
     typer.echo(f"job {job}: fetched {c['pages']} pages ({c['recorded']} resumed from the manifest), "
                f"{c['images']} new images, {c['rejected']} rejected, {c['duplicates'] + c['linked']} "
                f"duplicates/links, {c['errors']} errors ({stats.get('finish_reason', '?')})")
+    try:
+        check_fetched(stats, job)
+    except CrawlError as e:
+        raise _fail(str(e)) from None
 
 
 @collect_app.command("shop")

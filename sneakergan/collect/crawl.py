@@ -5,9 +5,20 @@ subprocess, e.g. through the CLI."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sneakergan.collect.config import CrawlConfig
+from sneakergan.errors import UserError
+
+# Loggers that print a traceback for every request that failed to connect. The spider records each failure in
+# the store (and the command reports them), so below INFO they only bury the one line that matters.
+NOISY_LOGGERS = ("scrapy.downloadermiddlewares.robotstxt", "scrapy.downloadermiddlewares.retry",
+                 "scrapy.core.scraper")
+
+
+class CrawlError(UserError):
+    """A crawl that ended without fetching anything: the first failure says why."""
 
 
 def scrapy_settings(cfg: CrawlConfig) -> dict[str, Any]:
@@ -50,7 +61,25 @@ def run_spider(spider_cls: type, cfg: CrawlConfig, **spider_kwargs: Any) -> dict
     from scrapy.crawler import CrawlerProcess
 
     process = CrawlerProcess(scrapy_settings(cfg))
+    if cfg.log_level not in ("DEBUG", "INFO"):
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     crawler = process.create_crawler(spider_cls)
     process.crawl(crawler, config=cfg, **spider_kwargs)
     process.start()
     return dict(crawler.stats.get_stats() or {})
+
+
+def check_fetched(stats: dict[str, Any], job: str) -> None:
+    """Raise CrawlError when a crawl failed at everything it tried and got nothing (unreachable host, robots.txt
+    forbidding all, every URL an error). A crawl with nothing new to do (all resumed) or stopped by Ctrl-C is fine.
+    """
+    from sneakergan.collect.progress import crawl_counts
+
+    c = crawl_counts(stats)
+    got = c["pages"] + c["recorded"] + c["images"] + c["rejected"] + c["duplicates"] + c["linked"]
+    if got or not c["errors"] or stats.get("finish_reason") == "shutdown":
+        return
+    first = stats.get("collect/first_failure") or "no reason recorded"
+    raise CrawlError(f"job {job} fetched nothing: {c['errors']} request{'s' * (c['errors'] != 1)} failed "
+                     f"(first: {' '.join(str(first).split())[:300]})")

@@ -173,6 +173,8 @@ class StoreSpider(scrapy.Spider):
         sources = self._pending.pop(url, []) if what == "image" else []
         page_url = sources[0].get("page_url") if sources else None
         self.store.record_failure(url, self.kind, status, reason, page_url=page_url)
+        if not self.crawler.stats.get_value("collect/first_failure"):  # the reason a failed crawl reports
+            self.crawler.stats.set_value("collect/first_failure", f"{url}: {reason}")
         self.crawler.stats.inc_value("collect/errors")
         self.crawler.stats.inc_value(f"collect/failures/{status}")
 

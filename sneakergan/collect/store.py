@@ -14,6 +14,12 @@ stored once and linked to every place they were found through `sources`.
 Besides the contract's tables, collect keeps its own crawl state here so a killed crawl resumes without
 fetching anything twice: `pages` (what each fetched page pointed to) and `failures` (URLs that gave no
 image bytes: HTTP errors, oversized downloads).
+
+Concurrency: several processes share one manifest (two importers, a crawl and the curate page). Every write is
+one `BEGIN IMMEDIATE` transaction, so the write lock is taken up front (SQLite's busy timeout waits for it; a
+deferred transaction that upgrades a stale read snapshot would fail at once instead), and any "database is
+locked / busy" that still comes back (switching a new file to WAL, recovery after a crash) is retried with
+backoff. Opening a new store is retried the same way, so two importers starting together both succeed.
 """
 
 from __future__ import annotations
@@ -22,17 +28,25 @@ import hashlib
 import io
 import json
 import os
+import random
+import re
 import sqlite3
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import UserError
 from ..fileio import atomic_write_bytes
+
+T = TypeVar("T")
+BUSY_TIMEOUT_S = 60.0  # SQLite's own wait for a lock, per statement
+RETRY_FOR_S = 120.0    # our retries on top, for the cases SQLite reports busy without waiting
 
 # Defaults sized for product photos: a 40 MP cap is far above any shop image and far below a bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -89,7 +103,7 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store that cannot be opened or a call that breaks the store's rules."""
 
 
@@ -217,17 +231,45 @@ class Store:
                 raise StoreError(f"{root} exists and is not a folder")
             (root / "objects").mkdir(parents=True, exist_ok=True)
         # Several processes (crawl, curate page, prepare) share the manifest: WAL + a generous busy wait.
-        conn = sqlite3.connect(manifest, timeout=60, check_same_thread=False)
+        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE in _write), never implicit.
+        conn = sqlite3.connect(manifest, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        with conn:
-            conn.executescript(SCHEMA)
-        return cls(root, conn)
+        try:
+            retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchall(), f"opening {manifest}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            store = cls(root, conn)
+            # Only a store that lacks part of the schema takes the write lock: opening must not block (or be
+            # blocked by) a writer that holds the manifest, as readers like the curate page do.
+            have = {r[0] for r in store._q("SELECT name FROM sqlite_master").fetchall()}
+            if not _SCHEMA_NAMES <= have:
+                store._write(lambda c: [c.execute(stmt) for stmt in _SCHEMA_STATEMENTS])
+        except BaseException:
+            conn.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Close the manifest connection."""
         self._conn.close()
+
+    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `body` in one IMMEDIATE transaction, retried as a whole while the database is busy."""
+        def attempt() -> T:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = body(self._conn)
+                self._conn.execute("COMMIT")
+                return out
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+        return retry_busy(attempt, f"writing {self.root / 'manifest.sqlite'}")
+
+    def _q(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """A read (autocommit), retried while the database is busy."""
+        return retry_busy(lambda: self._conn.execute(sql, params), f"reading {self.root / 'manifest.sqlite'}")
 
     def __enter__(self) -> "Store":
         return self
@@ -264,22 +306,23 @@ class Store:
             row = {"sha256": sha, "path": rel, "width": v.width, "height": v.height, "format": v.format,
                    "mode": v.mode, "bytes": len(data), "status": v.status, "reason": v.reason,
                    "created_at": now_iso()}
-            with self._conn:
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO images VALUES "
-                    "(:sha256, :path, :width, :height, :format, :mode, :bytes, :status, :reason, :created_at)", row)
-                linked = self._insert_source(sha, src)
+            def insert(c: sqlite3.Connection) -> bool:
+                c.execute("INSERT OR IGNORE INTO images VALUES "
+                          "(:sha256, :path, :width, :height, :format, :mode, :bytes, :status, :reason, :created_at)",
+                          row)
+                return self._insert_source(sha, src)
+
+            linked = self._write(insert)
         else:
-            with self._conn:
-                linked = self._insert_source(sha, src)
+            linked = self._write(lambda c: self._insert_source(sha, src))
         return {**row, "new": new, "linked": linked}
 
     def add_source(self, sha256: str, source: dict[str, Any]) -> bool:
         """Link an image already in the store to one more place; False if that place was known."""
         if self.get(sha256) is None:
             raise StoreError(f"no image {sha256} in the store")
-        with self._conn:
-            return self._insert_source(sha256, _source_row(source))
+        src = _source_row(source)
+        return self._write(lambda c: self._insert_source(sha256, src))
 
     def _insert_source(self, sha: str, src: dict[str, Any]) -> bool:
         cur = self._conn.execute(
@@ -294,17 +337,17 @@ class Store:
 
     def sha_for_image_url(self, url: str) -> str | None:
         """The sha256 of the bytes once fetched from `url`, or None."""
-        r = self._conn.execute("SELECT sha256 FROM sources WHERE image_url = ? LIMIT 1", (url,)).fetchone()
+        r = self._q("SELECT sha256 FROM sources WHERE image_url = ? LIMIT 1", (url,)).fetchone()
         return r[0] if r else None
 
     def get(self, sha256: str) -> dict[str, Any] | None:
         """The `images` row for `sha256` as a dict, or None."""
-        r = self._conn.execute("SELECT * FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        r = self._q("SELECT * FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         return dict(r) if r else None
 
     def sources_of(self, sha256: str) -> list[dict[str, Any]]:
         """Every place an image was found, oldest first (extra decoded from JSON)."""
-        rows = self._conn.execute("SELECT * FROM sources WHERE sha256 = ? ORDER BY id", (sha256,)).fetchall()
+        rows = self._q("SELECT * FROM sources WHERE sha256 = ? ORDER BY id", (sha256,)).fetchall()
         out = [dict(r) for r in rows]
         for r in out:
             r["extra"] = json.loads(r["extra"]) if r["extra"] else None
@@ -312,7 +355,7 @@ class Store:
 
     def object_path(self, sha256: str) -> Path:
         """Absolute path of the stored bytes; KeyError if the image is unknown or was rejected."""
-        r = self._conn.execute("SELECT path FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        r = self._q("SELECT path FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         if r is None or r[0] is None:
             raise KeyError(sha256)
         return self.root / r[0]
@@ -320,9 +363,9 @@ class Store:
     def iter_images(self, status: str | None = "ok") -> Iterator[dict[str, Any]]:
         """Image rows ordered by sha256; `status=None` yields every row."""
         if status is None:
-            cur = self._conn.execute("SELECT * FROM images ORDER BY sha256")
+            cur = self._q("SELECT * FROM images ORDER BY sha256")
         else:
-            cur = self._conn.execute("SELECT * FROM images WHERE status = ? ORDER BY sha256", (status,))
+            cur = self._q("SELECT * FROM images WHERE status = ? ORDER BY sha256", (status,))
         for r in cur:
             yield dict(r)
 
@@ -333,7 +376,7 @@ class Store:
         `by_kind_status` {kind: {status: n}} (distinct images per source kind), `failures_by_reason`
         {reason code: n}, `marks` {mark: n} (latest mark per image, cleared ones left out).
         """
-        q = self._conn.execute
+        q = self._q
         by_status = dict(q("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
         by_kind = dict(q("SELECT kind, COUNT(*) FROM sources GROUP BY kind").fetchall())
         by_kind_status: dict[str, dict[str, int]] = {}
@@ -354,13 +397,12 @@ class Store:
         """Append a mark (keep|reject|favourite|clear); the latest one per image wins."""
         if mark not in MARKS:
             raise StoreError(f"mark must be one of {MARKS}, got {mark!r}")
-        with self._conn:
-            self._conn.execute("INSERT INTO marks (sha256, mark, created_at) VALUES (?, ?, ?)",
-                               (sha256, mark, now_iso()))
+        self._write(lambda c: c.execute("INSERT INTO marks (sha256, mark, created_at) VALUES (?, ?, ?)",
+                                        (sha256, mark, now_iso())))
 
     def latest_marks(self) -> dict[str, str]:
         """{sha256: mark} from the latest row per image; images whose latest mark is 'clear' are left out."""
-        rows = self._conn.execute(
+        rows = self._q(
             "SELECT sha256, mark FROM marks WHERE id IN (SELECT MAX(id) FROM marks GROUP BY sha256)").fetchall()
         return {sha: m for sha, m in rows if m != "clear"}
 
@@ -368,7 +410,7 @@ class Store:
         """Append the value before the latest mark ('clear' if there was none); returns it.
 
         Append-only, so undoing twice restores the undone mark (undo of the undo)."""
-        rows = self._conn.execute("SELECT mark FROM marks WHERE sha256 = ? ORDER BY id DESC LIMIT 2",
+        rows = self._q("SELECT mark FROM marks WHERE sha256 = ? ORDER BY id DESC LIMIT 2",
                                   (sha256,)).fetchall()
         previous = rows[1][0] if len(rows) == 2 else "clear"
         self.add_mark(sha256, previous)
@@ -377,30 +419,59 @@ class Store:
     # -- collect's crawl state -------------------------------------------------------------------
     def record_failure(self, url: str, kind: str, status: str, reason: str, page_url: str | None = None) -> None:
         """Remember that `url` gave no usable bytes (HTTP error, over the byte limit, ...)."""
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                               (url, kind, page_url, status, reason, now_iso()))
+        self._write(lambda c: c.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+                                        (url, kind, page_url, status, reason, now_iso())))
 
     def failure(self, url: str) -> dict[str, Any] | None:
         """The failure row for `url`, or None."""
-        r = self._conn.execute("SELECT * FROM failures WHERE url = ?", (url,)).fetchone()
+        r = self._q("SELECT * FROM failures WHERE url = ?", (url,)).fetchone()
         return dict(r) if r else None
 
     def record_page(self, job: str, url: str, kind: str, result: dict[str, Any]) -> None:
         """Remember what a fetched page pointed to, so a resumed crawl need not fetch it again."""
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
-                               (job, url, kind, json.dumps(result, sort_keys=True), now_iso()))
+        payload = json.dumps(result, sort_keys=True)
+        self._write(lambda c: c.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
+                                        (job, url, kind, payload, now_iso())))
 
     def page(self, job: str, url: str) -> dict[str, Any] | None:
         """The recorded result of a page in `job`, or None."""
-        r = self._conn.execute("SELECT result FROM pages WHERE job = ? AND url = ?", (job, url)).fetchone()
+        r = self._q("SELECT result FROM pages WHERE job = ? AND url = ?", (job, url)).fetchone()
         return json.loads(r[0]) if r else None
 
     def forget_job(self, job: str) -> int:
         """Drop a job's page records (a fresh re-crawl); images and sources stay."""
-        with self._conn:
-            return self._conn.execute("DELETE FROM pages WHERE job = ?", (job,)).rowcount
+        return self._write(lambda c: c.execute("DELETE FROM pages WHERE job = ?", (job,)).rowcount)
+
+
+_SCHEMA_STATEMENTS = [stmt.strip() for stmt in SCHEMA.split(";") if stmt.strip()]
+_SCHEMA_NAMES = set(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+
+
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    msg = str(e).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def retry_busy(fn: Callable[[], T], what: str, retry_for: float = RETRY_FOR_S) -> T:
+    """Call `fn`, retrying with jittered backoff while SQLite says the database is locked or busy.
+
+    SQLite's busy timeout already waits inside most statements; this covers the cases it reports at once.
+    After `retry_for` seconds the store is declared busy with one StoreError line (nothing half-written:
+    each retried call is one whole transaction).
+    """
+    deadline = time.monotonic() + retry_for
+    pause = 0.02
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise StoreError(f"{what}: the store is busy (another process has held it for over "
+                                 f"{retry_for:g} s): {e}") from None
+        time.sleep(pause * (0.5 + random.random()))  # jitter, so two waiting importers do not collide again
+        pause = min(pause * 2, 1.0)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

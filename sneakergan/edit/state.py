@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from ..errors import UserError
 from .layers import NAMED_RANGES, is_layer_spec, layer_indices
 
 TOKEN_VERSION = "1"
@@ -27,12 +28,13 @@ PSI_RANGE = (-1.0, 2.0)
 MAX_AMOUNT = 5.0  # in sigma units of the direction
 MAX_EDITS = 16
 MAX_MIXES = 4
-MAX_TOKEN_CHARS = 4096
+MAX_TOKEN_CHARS = 4096  # the longest valid state (16 edits with 64-character ids) encodes to about 2,500
+MAX_TOKEN_DEPTH = 3  # [model, seed, psi, [[id, amount], ...], [[seed, layers], ...], noise] nests 3 deep
 NOISE_MODES = ("const", "random", "none")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class EditStateError(ValueError):
+class EditStateError(UserError):
     """An edit state (or its token) is invalid; the message says what and how to fix it."""
 
 
@@ -147,9 +149,15 @@ class EditState:
             raise EditStateError(f"edit state token version {version!r} is not supported (this build reads "
                                  f"version {TOKEN_VERSION})")
         try:
-            raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
         except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise EditStateError("edit state token is corrupt (bad base64 or JSON)") from None
+        # Checked before parsing: the JSON parser recurses once per level, so a deep token is a RecursionError.
+        if json_depth(text) > MAX_TOKEN_DEPTH:
+            raise EditStateError(f"edit state token nests deeper than {MAX_TOKEN_DEPTH} levels")
+        try:
+            body = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
             raise EditStateError("edit state token is corrupt (bad base64 or JSON)") from None
         if not isinstance(body, list) or not 2 <= len(body) <= 6:
             raise EditStateError("edit state token has the wrong shape")
@@ -205,6 +213,31 @@ def _check_seed(seed: Any, what: str) -> None:
         raise EditStateError(f"{what} must be an integer, got {seed!r}")
     if not 0 <= seed <= MAX_SEED:
         raise EditStateError(f"{what} {seed} is out of range [0, 2^32)")
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings ignored), without parsing it.
+
+    Linear time and constant stack, so it is safe on any input; malformed text gets a number, the parser rejects it.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:

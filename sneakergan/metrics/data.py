@@ -3,6 +3,9 @@
 Only what the metrics need: a stable order, a content key for the feature cache, and uint8 batches.
 Images are converted to RGB; any image whose size differs from the first one is resized to it
 (bilinear), so a mixed folder still batches (datasets written by `prepare` are uniform anyway).
+
+Archives are read defensively (sneakergan.safezip): members are checked up front for method, encryption and
+declared size, read only up to that size, and every zip or decode failure is one DatasetError naming the member.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import UserError
+from ..safezip import check_member, open_zip, read_member
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
+MAX_IMAGE_BYTES = 64 << 20  # 16 bytes per pixel of a 2048 x 2048 image: more than any encoded dataset image
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset path is missing, unreadable or holds no images."""
 
 
@@ -37,10 +45,12 @@ class ImageDataset:
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
         elif self.path.is_file() and zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
+            self._zip = open_zip(self.path, DatasetError)
             self.names = sorted(
                 n for n in self._zip.namelist() if not n.endswith("/") and Path(n).suffix.lower() in IMAGE_EXTENSIONS
             )
+            for name in self.names:
+                check_member(self.path, self._zip.getinfo(name), MAX_IMAGE_BYTES, DatasetError)
         elif self.path.exists():
             raise DatasetError(f"{self.path} is neither a folder of images nor a zip file")
         else:
@@ -69,14 +79,28 @@ class ImageDataset:
         return h.hexdigest()
 
     def _open(self, name: str) -> Image.Image:
+        if self._zip is not None:
+            data = read_member(self._zip, self.path, name, MAX_IMAGE_BYTES, DatasetError)
+        else:
+            try:
+                with open(self.path / name, "rb") as f:
+                    data = f.read(MAX_IMAGE_BYTES + 1)
+            except OSError as exc:
+                raise DatasetError(f"cannot read {name} in {self.path}: {exc.strerror or exc}") from None
+            if len(data) > MAX_IMAGE_BYTES:
+                raise DatasetError(f"cannot read {name} in {self.path}: more than {MAX_IMAGE_BYTES:,} bytes")
         try:
-            if self._zip is not None:
-                img = Image.open(io.BytesIO(self._zip.read(name)))
-            else:
-                img = Image.open(self.path / name)
-            img = img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"cannot read {name} in {self.path}: {exc}") from exc
+            with Image.open(io.BytesIO(data)) as src:
+                w, h = src.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DatasetError(f"cannot read {name} in {self.path}: {w}x{h} is over "
+                                       f"{MAX_IMAGE_PIXELS:,} pixels")
+                img = src.convert("RGB")
+        except DatasetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated or corrupt data: OSError, SyntaxError, ValueError, ...
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise DatasetError(f"cannot read {name} in {self.path}: {reason}") from None
         if self._size is None:
             self._size = img.size
         elif img.size != self._size:

@@ -8,8 +8,12 @@ min(channel_base / r, channel_max)) so `paper256` / `paper512` have the referenc
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -37,17 +41,15 @@ class NetworkConfig:
     num_fp16_res: int = 0  # recorded for imported models; our networks compute float32 on CPU
 
     def __post_init__(self) -> None:
-        if isinstance(self.aspect, list):  # JSON gives lists back
-            object.__setattr__(self, "aspect", tuple(self.aspect))
-        res = self.resolution
-        if res < 16 or res > 1024 or res & (res - 1):
-            raise ValueError(f"resolution must be a power of two in [16, 1024], got {res}")
-        a, b = self.aspect
-        longer = max(a, b)
-        if a <= 0 or b <= 0 or (4 * a) % longer or (4 * b) % longer:
-            raise ValueError(f"aspect {a}:{b} must give an integer 4-pixel base (1:1, 4:3, 3:4, 2:1, 1:2)")
-        if self.d_architecture not in ("resnet", "orig"):
-            raise ValueError(f"d_architecture must be 'resnet' or 'orig', got {self.d_architecture!r}")
+        # Every config is checked here, wherever it comes from (presets, flags, model JSON, imported pickles):
+        # exact types and bounds first, then the parameter count, all before any network allocates a tensor.
+        for name, value in _normalised_fields(self).items():
+            object.__setattr__(self, name, value)
+        _check_geometry(self)
+        total = sum(estimate_parameters(self).values())
+        if total > MAX_PARAMETERS:
+            raise NetworkConfigError(f"network config would have {total:,} parameters (G + D); the limit is "
+                                     f"{MAX_PARAMETERS:,}")
 
     @property
     def base_size(self) -> tuple[int, int]:
@@ -80,11 +82,134 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+        """The config a dict describes (model JSON); anything wrong is one NetworkConfigError."""
+        if not isinstance(d, dict):
+            raise NetworkConfigError(f"network config must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
+        unknown = [k for k in d if k not in known]
         if unknown:
-            raise ValueError(f"unknown network config keys: {sorted(unknown)}")
+            raise NetworkConfigError(f"unknown network config keys: {sorted(map(str, unknown))[:5]}")
         return cls(**d)
+
+
+class NetworkConfigError(UserError):
+    """A network config with a wrong type, a value out of bounds, or networks too large to build."""
+
+
+# Bounds far above any published StyleGAN2-ADA config and far below what exhausts memory; MAX_PARAMETERS
+# (G + D, about 1 GB each as float32) is what actually bounds the allocation: the largest preset has ~59M.
+MAX_PARAMETERS = 250_000_000
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "z_dim": (1, 4096), "w_dim": (1, 4096), "c_dim": (0, 65536), "resolution": (16, 1024), "img_channels": (1, 4),
+    "mapping_layers": (1, 32), "channel_base": (1, 1 << 20), "channel_max": (1, 4096), "mbstd_group": (0, 256),
+    "mbstd_channels": (0, 16), "d_mapping_layers": (0, 32), "num_fp16_res": (0, 10),
+}
+_FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "mapping_lr_multiplier": (1e-6, 100.0), "w_avg_beta": (0.0, 1.0),
+}
+
+
+def _as_int(name: str, value: Any, lo: int, hi: int) -> int:
+    # bool is an int subclass, and 3.0 or "3" in a model file is a mistake, not a width: exact types only.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise NetworkConfigError(f"network config {name} must be an integer, got {_show(value)}")
+    if not lo <= value <= hi:
+        raise NetworkConfigError(f"network config {name} = {_show(value)} is out of range [{lo}, {hi}]")
+    return int(value)
+
+
+def _as_real(name: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise NetworkConfigError(f"network config {name} must be a number, got {_show(value)}")
+    f = float(value)
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise NetworkConfigError(f"network config {name} = {_show(value)} is out of range [{lo:g}, {hi:g}]")
+    return f
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _normalised_fields(cfg: "NetworkConfig") -> dict[str, Any]:
+    """Each field checked for its exact type and bounds, as the plain Python value to store."""
+    out: dict[str, Any] = {}
+    for name, (lo, hi) in _INT_BOUNDS.items():
+        out[name] = _as_int(name, getattr(cfg, name), lo, hi)
+    for name, (lo, hi) in _FLOAT_BOUNDS.items():
+        out[name] = _as_real(name, getattr(cfg, name), lo, hi)
+    clamp = cfg.conv_clamp
+    out["conv_clamp"] = None if clamp is None else _as_real("conv_clamp", clamp, 1e-3, 1e6)
+    cmap = cfg.cmap_dim
+    out["cmap_dim"] = None if cmap is None else _as_int("cmap_dim", cmap, 1, 4096)
+    aspect = cfg.aspect
+    if not isinstance(aspect, (tuple, list)) or len(aspect) != 2:
+        raise NetworkConfigError(f"network config aspect must be two integers [width, height], got {_show(aspect)}")
+    out["aspect"] = tuple(_as_int("aspect", a, 1, 64) for a in aspect)
+    if cfg.d_architecture not in ("resnet", "orig") or not isinstance(cfg.d_architecture, str):
+        raise NetworkConfigError(f"d_architecture must be 'resnet' or 'orig', got {_show(cfg.d_architecture)}")
+    if not isinstance(cfg.invert, bool):
+        raise NetworkConfigError(f"network config invert must be true or false, got {_show(cfg.invert)}")
+    return out
+
+
+def _check_geometry(cfg: "NetworkConfig") -> None:
+    res = cfg.resolution
+    if res & (res - 1):
+        raise NetworkConfigError(f"resolution must be a power of two in [16, 1024], got {res}")
+    a, b = cfg.aspect
+    longer = max(a, b)
+    if (4 * a) % longer or (4 * b) % longer:
+        raise NetworkConfigError(f"aspect {a}:{b} must give an integer 4-pixel base (1:1, 4:3, 3:4, 2:1, 1:2)")
+    if cfg.channel_base < res:
+        raise NetworkConfigError(f"channel_base {cfg.channel_base} must be at least the resolution ({res}): "
+                                 f"every layer needs channel_base / resolution >= 1 feature map")
+
+
+def estimate_parameters(cfg: "NetworkConfig") -> dict[str, int]:
+    """Tensor elements of G's and D's state dicts (parameters + saved buffers), from the config alone.
+
+    Pure arithmetic that mirrors the layer shapes of nets/, so a config can be priced before anything is built;
+    tests check it equals the built networks' counts exactly.
+    """
+    w, img_c = cfg.w_dim, cfg.img_channels
+    bh, bw = cfg.base_size
+
+    def fc(i: int, o: int, bias: bool = True) -> int:
+        return i * o + (o if bias else 0)
+
+    def mapping(z: int, c: int, width: int, layers: int, w_avg: bool) -> int:
+        embed = width if c > 0 else 0
+        n = fc(c, embed) if c > 0 else 0
+        feats = [z + embed] + [width] * layers
+        n += sum(fc(feats[i], feats[i + 1]) for i in range(layers))
+        return n + (width if w_avg else 0)
+
+    g = mapping(cfg.z_dim, cfg.c_dim, w, cfg.mapping_layers, True)
+    for res in cfg.block_resolutions:
+        out_c, pixels = cfg.channels(res), (bh * res // 4) * (bw * res // 4)
+        in_c = cfg.channels(res // 2) if res > 4 else 0
+        if in_c == 0:
+            g += out_c * pixels  # the learned constant
+        else:
+            g += fc(w, in_c) + out_c * in_c * 9 + out_c + 1 + pixels  # conv0: affine, weight, bias, noise
+        g += fc(w, out_c) + out_c * out_c * 9 + out_c + 1 + pixels    # conv1
+        g += fc(w, out_c) + img_c * out_c + img_c                      # toRGB
+    d = 0
+    for res in reversed(cfg.block_resolutions[1:]):
+        tmp, out_c = cfg.channels(res), cfg.channels(res // 2)
+        if res == cfg.resolution:
+            d += img_c * tmp + tmp                                     # fromRGB
+        d += tmp * tmp * 9 + tmp + out_c * tmp * 9 + out_c
+        if cfg.d_architecture == "resnet":
+            d += out_c * tmp
+    c4 = cfg.channels(4)
+    cmap = (cfg.cmap_dim or c4) if cfg.c_dim > 0 else 0
+    if cfg.c_dim > 0:
+        d += mapping(0, cfg.c_dim, cmap, cfg.d_mapping_layers, False)
+    d += (c4 + cfg.mbstd_channels) * c4 * 9 + c4 + fc(c4 * bh * bw, c4) + fc(c4, cmap or 1)
+    return {"G": g, "D": d}
 
 
 @dataclass(frozen=True)
@@ -161,4 +286,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise NetworkConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None

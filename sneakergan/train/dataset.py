@@ -8,12 +8,19 @@ Nothing is held in memory but the file names: each worker opens the zip lazily o
 dataset works with `DataLoader(num_workers=N)` on any size of archive. All checks that can fail (no images,
 mixed sizes, sizes the network cannot make, labels that do not match the files) run in the constructor, so
 a bad dataset fails with one clear `DatasetError` before any training starts.
+
+Hostile archives are bounded: every member's compression method, encryption flag and declared size are checked
+from the central directory up front (an image may not declare more than 16 bytes per pixel, so a PNG padded with
+2 GiB of zeros is refused before training), members are read only up to that size, and an image that passes the
+header check but cannot be decoded (truncated, bad CRC) is skipped with one logged line and replaced by the
+next image, so one bad file never kills a run. `verify()` decodes everything up front instead.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import zipfile
 from dataclasses import dataclass
@@ -24,11 +31,33 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import UserError
+from ..safezip import check_member, open_zip, read_member
+
+log = logging.getLogger("sneakergan.dataset")
+
+MAX_SIDE = 1024  # the largest network resolution
+MIN_SIDE = 16
+MAX_LABEL_DIM = 65536  # NetworkConfig's c_dim bound
+MAX_JSON_BYTES = 256 << 20
+BYTES_PER_PIXEL = 16  # above any real encoding of an image (16-bit RGBA raw is 8) plus headroom
+MIN_MEMBER_BYTES = 1 << 20
+MAX_SKIPS = 16  # consecutive unreadable images before the dataset is declared broken
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be trained on; the message says which file and why."""
+
+    def __str__(self) -> str:
+        # A DataLoader worker's error comes back as "Caught DatasetError in DataLoader worker ...\n<traceback>";
+        # the promise is one line, so show the original message (the traceback's last line).
+        text = super().__str__()
+        if text.startswith("Caught ") and "\n" in text:
+            tail = [ln for ln in text.splitlines() if ln.strip()][-1]
+            return tail.split("DatasetError: ", 1)[-1]
+        return text
 
 
 @dataclass(frozen=True)
@@ -56,6 +85,11 @@ class DatasetInfo:
 
 def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not os.path.basename(name).startswith(".")
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _is_pow2(n: int) -> bool:
@@ -89,8 +123,8 @@ class ImageDataset(torch.utils.data.Dataset):
             )
         elif p.is_file() and zipfile.is_zipfile(p):
             self.kind = "zip"
-            with zipfile.ZipFile(p) as zf:
-                names = sorted(n for n in zf.namelist() if _is_image(n))
+            with open_zip(p, DatasetError) as zf:
+                names = sorted(n for n in zf.namelist() if _is_image(n) and not n.endswith("/"))
         elif p.exists():
             raise DatasetError(f"{self.path}: not a folder or a zip archive")
         else:
@@ -100,6 +134,9 @@ class ImageDataset(torch.utils.data.Dataset):
         if max_images is not None:
             names = names[:max_images]
         self.names: list[str] = names
+        self.skipped: dict[str, str] = {}  # images this process could not decode: name -> reason
+        self.max_member_bytes = MAX_JSON_BYTES  # until the image size is known (the header check)
+        self._check_members()
 
         labels = self._read_labels() if use_labels else None
         if use_labels and labels is None:
@@ -107,15 +144,44 @@ class ImageDataset(torch.utils.data.Dataset):
         self._labels, self.label_kind = self._encode_labels(labels) if labels is not None else (None, "none")
 
         self.width, self.height = self._check_sizes() if check_sizes else self._image_size(self.names[0])
+        self.max_member_bytes = max(MIN_MEMBER_BYTES, BYTES_PER_PIXEL * self.width * self.height)
+        self._check_members()
 
     # -- files -------------------------------------------------------------------------------------------
 
     def _open_zip(self) -> zipfile.ZipFile:
         # One handle per process: DataLoader workers fork/spawn with the handle dropped (see __getstate__).
         if self._zip is None or self._zip_pid != os.getpid():
-            self._zip = zipfile.ZipFile(self.path)
+            self._zip = open_zip(self.path, DatasetError)
             self._zip_pid = os.getpid()
         return self._zip
+
+    def _check_members(self) -> None:
+        """Method, encryption and declared size of every image (the zip's central directory, or the file size)."""
+        if self.kind == "dir":
+            for name in self.names:
+                size = os.path.getsize(os.path.join(self.path, name))
+                if size > self.max_member_bytes:
+                    raise DatasetError(f"{self.path}: {name} is {size:,} bytes, more than the "
+                                       f"{self.max_member_bytes:,} an image of this dataset can need")
+            return
+        zf = self._open_zip()
+        for name in self.names:
+            check_member(self.path, zf.getinfo(name), self.max_member_bytes, DatasetError)
+
+    def _read(self, name: str) -> bytes:
+        """A member's bytes, at most `max_member_bytes`; any zip or file error is a DatasetError."""
+        if self.kind == "zip":
+            return read_member(self._open_zip(), self.path, name, self.max_member_bytes, DatasetError)
+        try:
+            with open(os.path.join(self.path, name), "rb") as f:
+                data = f.read(self.max_member_bytes + 1)
+        except OSError as e:
+            raise DatasetError(f"{self.path}: cannot read {name} ({e.strerror or e})") from None
+        if len(data) > self.max_member_bytes:
+            raise DatasetError(f"{self.path}: {name} is larger than the {self.max_member_bytes:,} bytes an image "
+                               "of this dataset can need")
+        return data
 
     def _open_file(self, name: str):
         if self.kind == "zip":
@@ -136,20 +202,25 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _read_labels(self) -> list | None:
         """The `labels` list of dataset.json, or None when there is none."""
+        if self.kind == "zip":
+            zf = self._open_zip()
+            if "dataset.json" not in zf.namelist():
+                return None
+            raw = read_member(zf, self.path, "dataset.json", MAX_JSON_BYTES, DatasetError)
+        else:
+            f = Path(self.path) / "dataset.json"
+            if not f.is_file():
+                return None
+            if f.stat().st_size > MAX_JSON_BYTES:
+                raise DatasetError(f"{self.path}: dataset.json is over {MAX_JSON_BYTES >> 20} MiB")
+            raw = f.read_bytes()
         try:
-            if self.kind == "zip":
-                zf = self._open_zip()
-                if "dataset.json" not in zf.namelist():
-                    return None
-                raw = zf.read("dataset.json")
-            else:
-                f = Path(self.path) / "dataset.json"
-                if not f.is_file():
-                    return None
-                raw = f.read_bytes()
             meta = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DatasetError(f"{self.path}: dataset.json is not valid JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, and over-long integers
+            raise DatasetError(f"{self.path}: dataset.json is not valid JSON ({' '.join(str(e).split())[:120]})") \
+                from None
+        except RecursionError:
+            raise DatasetError(f"{self.path}: dataset.json is not valid JSON (nested too deeply)") from None
         if not isinstance(meta, dict) or "labels" not in meta:
             raise DatasetError(f"{self.path}: dataset.json must be an object with a 'labels' key")
         return meta["labels"]
@@ -160,7 +231,8 @@ class ImageDataset(torch.utils.data.Dataset):
         table: dict[str, object] = {}
         for entry in labels:
             if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)):
-                raise DatasetError(f"{self.path}: dataset.json label entry {entry!r} is not a [file, label] pair")
+                shown = repr(entry) if len(repr(entry)) < 80 else repr(entry)[:77] + "..."
+                raise DatasetError(f"{self.path}: dataset.json label entry {shown} is not a [file, label] pair")
             table[entry[0].replace("\\", "/")] = entry[1]
         missing = [n for n in self.names if n not in table]
         if missing:
@@ -179,26 +251,31 @@ class ImageDataset(torch.utils.data.Dataset):
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             if min(values) < 0:
                 raise DatasetError(f"{self.path}: class labels must be >= 0 (found {min(values)})")
-            num_classes = max(values) + 1
-            onehot = np.zeros((len(values), num_classes), dtype=np.float32)
-            onehot[np.arange(len(values)), values] = 1
-            return onehot, "class"
-        try:
-            arr = np.asarray(values, dtype=np.float32)
-        except (ValueError, TypeError):
-            raise DatasetError(
-                f"{self.path}: labels must be all class indices or all equal-length number lists"
-            ) from None
-        if arr.ndim != 2:
+            if max(values) >= MAX_LABEL_DIM:
+                raise DatasetError(f"{self.path}: class label {max(values)} is too large; at most {MAX_LABEL_DIM:,} "
+                                   "classes (labels 0 .. number of classes - 1)")
+            # Class indices, not a dense one-hot table: label() makes each vector when it is asked for.
+            self._num_classes = max(values) + 1
+            return np.asarray(values, dtype=np.int64), "class"
+        if not all(isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                   for v in values):
             raise DatasetError(f"{self.path}: labels must be all class indices or all equal-length number lists")
+        if len({len(v) for v in values}) != 1 or not 0 < len(values[0]) <= MAX_LABEL_DIM:
+            raise DatasetError(f"{self.path}: labels must be all class indices or all equal-length number lists "
+                               f"(1 .. {MAX_LABEL_DIM:,} numbers)")
+        arr = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise DatasetError(f"{self.path}: label vectors must be finite numbers")
         return arr, "vector"
 
     def _image_size(self, name: str) -> tuple[int, int]:
         try:
             with self._open_file(name) as f, Image.open(f) as img:
                 return img.size
-        except (OSError, Image.DecompressionBombError) as e:
-            raise DatasetError(f"{self.path}: cannot read image {name} ({e})") from None
+        except DatasetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Pillow plugins and zipfile raise many types on hostile headers
+            raise DatasetError(f"{self.path}: cannot read image {name} ({_reason(e)})") from None
 
     def _check_sizes(self) -> tuple[int, int]:
         """Read every image header (not the pixels) and insist on one size."""
@@ -211,7 +288,7 @@ class ImageDataset(torch.utils.data.Dataset):
                     f"{name} is {size[0]}x{size[1]}; resize them all to one size (sneakergan prepare does)"
                 )
         w, h = first
-        if not _is_pow2(max(w, h)):
+        if not (_is_pow2(max(w, h)) and MIN_SIDE <= max(w, h) <= MAX_SIDE):
             raise DatasetError(
                 f"{self.path}: images are {w}x{h}; the longer side must be a power of two (16 ... 1024)"
             )
@@ -225,7 +302,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     @property
     def label_dim(self) -> int:
-        return 0 if self._labels is None else int(self._labels.shape[1])
+        if self._labels is None:
+            return 0
+        return self._num_classes if self.label_kind == "class" else int(self._labels.shape[1])
 
     def info(self) -> DatasetInfo:
         """Summary for building the networks."""
@@ -238,21 +317,58 @@ class ImageDataset(torch.utils.data.Dataset):
         """The label vector of item `index` (size 0 when unlabelled)."""
         if self._labels is None:
             return torch.zeros(0)
-        return torch.from_numpy(self._labels[index % self.num_images])
+        row = self._labels[index % self.num_images]
+        if self.label_kind == "class":
+            onehot = torch.zeros(self._num_classes)
+            onehot[int(row)] = 1
+            return onehot
+        return torch.from_numpy(row)
+
+    def decode(self, name: str) -> np.ndarray:
+        """One image as uint8 HxWx3; a DatasetError naming it when it cannot be read or has the wrong size."""
+        data = self._read(name)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                if img.size != (self.width, self.height):
+                    raise DatasetError(f"{self.path}: {name} is {img.size[0]}x{img.size[1]}, expected "
+                                       f"{self.width}x{self.height}")
+                arr = np.asarray(img.convert("RGB"))
+        except DatasetError:
+            raise
+        except Exception as e:  # noqa: BLE001 - truncated/corrupt data: OSError, SyntaxError, ValueError, ...
+            raise DatasetError(f"{self.path}: cannot decode {name} ({_reason(e)})") from None
+        return arr
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         raw = index % self.num_images
-        name = self.names[raw]
-        with self._open_file(name) as f:
-            data = f.read()
-        with Image.open(io.BytesIO(data)) as img:
-            arr = np.asarray(img.convert("RGB"))
-        if arr.shape[:2] != (self.height, self.width):
-            raise DatasetError(f"{self.path}: {name} is {arr.shape[1]}x{arr.shape[0]}, expected {self.width}x{self.height}")
+        for _ in range(min(MAX_SKIPS, self.num_images)):
+            name = self.names[raw]
+            try:
+                arr = self.decode(name)
+                break
+            except DatasetError as e:
+                # Skip and report: one bad file must not end a run of days; the next image stands in.
+                if name not in self.skipped:
+                    self.skipped[name] = str(e)
+                    log.warning("skipping an unreadable image: %s", e)
+                raw = (raw + 1) % self.num_images
+        else:
+            raise DatasetError(f"{self.path}: {min(MAX_SKIPS, self.num_images)} images in a row cannot be read "
+                               f"(last: {self.skipped.get(name, name)}); check the dataset")
         if index >= self.num_images:
             arr = arr[:, ::-1]
         img_t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
         return img_t, self.label(raw)
+
+    def verify(self) -> dict[str, str]:
+        """Decode every image now (instead of skipping bad ones during training): {name: reason} of the bad ones."""
+        bad = {}
+        for name in self.names:
+            try:
+                self.decode(name)
+            except DatasetError as e:
+                bad[name] = str(e)
+        return bad
 
     def check_network(self, img_width: int, img_height: int, c_dim: int) -> None:
         """Raise DatasetError when the images or labels do not fit a network of this shape."""
