@@ -18,12 +18,13 @@ from safetensors.torch import load_file, save_file
 
 from .fileio import atomic_write, sha256_file
 from .nets import Discriminator, Generator, NetworkConfig
+from .errors import UserError
 
 FORMAT = "sneakergan-model/1"
 NET_CLASSES = {"G": Generator, "G_ema": Generator, "D": Discriminator}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError):
     """A model file is missing, truncated, corrupt, or does not match its config."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ..fileio import atomic_write_bytes
+from ..errors import UserError
 
 # Defaults sized for product photos: a 40 MP cap is far above any shop image and far below a bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store that cannot be opened or a call that breaks the store's rules."""
 
 

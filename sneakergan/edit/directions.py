@@ -25,12 +25,13 @@ import torch
 
 from ..fileio import atomic_write
 from .layers import NAMED_RANGES, is_layer_spec, layer_indices
+from ..errors import UserError
 
 FORMAT = "sneakergan-directions/1"
 METHODS = ("sefa", "ganspace")
 
 
-class DirectionsError(ValueError):
+class DirectionsError(UserError):
     """The directions file is missing, corrupt, or a direction id/range is unknown."""
 
 

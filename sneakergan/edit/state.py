@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .layers import NAMED_RANGES, is_layer_spec, layer_indices
+from ..errors import UserError
 
 TOKEN_VERSION = "1"
 MAX_SEED = 2**32 - 1
@@ -32,7 +33,7 @@ NOISE_MODES = ("const", "random", "none")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class EditStateError(ValueError):
+class EditStateError(UserError):
     """An edit state (or its token) is invalid; the message says what and how to fix it."""
 
 

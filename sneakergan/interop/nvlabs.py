@@ -17,11 +17,12 @@ from ..modelfile import save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
 from ..nets.layers import fir_taps
 from .safe_unpickle import PersistentRecord, UnsafePickleError, load_snapshot_pickle
+from ..errors import UserError
 
 NET_NAMES = ("G", "D", "G_ema")
 
 
-class SnapshotImportError(ValueError):
+class SnapshotImportError(UserError):
     """The snapshot was read safely but cannot be turned into our networks."""
 
 

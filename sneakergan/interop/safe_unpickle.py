@@ -16,9 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from ..errors import UserError
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(UserError):
     """The file asks for something outside the allow-list, or is not a readable snapshot."""
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from ..errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset path is missing, unreadable or holds no images."""
 
 

@@ -23,11 +23,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from ..errors import UserError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset that cannot be trained on; the message says which file and why."""
 
 

@@ -36,12 +36,13 @@ from .augment import AdaController, AugmentPipe
 from .config import TrainConfig, network_config
 from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 from .loss import LossConfig, StyleGAN2Loss
+from ..errors import UserError
 
 LATEST = "checkpoint-latest"
 LOG_NAME = "log.jsonl"
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """A training run that cannot start or continue; the message is one clear line."""
 
 
