@@ -34,5 +34,5 @@ def resolve_model(path: str | Path) -> Path:
     weights, meta = model_paths(p)
     if meta.exists() or weights.exists():
         return weights.with_suffix("")
-    raise ModelNotFound(f"{path}: model not found (give NAME.safetensors, NAME.json, NAME, a checkpoint or a run "
-                        f"folder)")
+    raise ModelNotFound(f"{path}: model not found (no such model file, checkpoint or run folder; a model is "
+                        f"NAME.safetensors + NAME.json)")
