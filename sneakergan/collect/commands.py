@@ -18,6 +18,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from sneakergan.console import console, err_console
+from sneakergan.errors import UserError
+
 collect_app = typer.Typer(
     help="Gather raw images with provenance into a STORE (objects by sha256 + manifest.sqlite).",
     no_args_is_help=True,
@@ -42,9 +45,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress displ
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Scrapy's INFO log.")]
 
 
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(2)
+def _fail(msg: str) -> UserError:
+    """The error to raise for a user mistake (printed as one line by the CLI's entry point)."""
+    return UserError(msg)
 
 
 def _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
@@ -167,7 +170,6 @@ def urls_cmd(
 
 
 def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> None:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sneakergan.collect.progress import RateColumn
@@ -182,7 +184,7 @@ def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> N
         raise _fail(f"cannot open store {store}: {e}") from None
     progress = Progress(TextColumn(f"[bold]import {kind}"), BarColumn(), MofNCompleteColumn(),
                         RateColumn("files"), TimeRemainingColumn(),
-                        console=Console(stderr=True), disable=quiet)
+                        console=err_console, disable=quiet)
     try:
         with s, progress:
             task = progress.add_task(kind, total=None)
@@ -231,23 +233,26 @@ def instagram_cmd(
 @collect_app.command("status")
 def status_cmd(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts (and every rejected file) as JSON.")]
+    = False,
+    rejected: Annotated[int, typer.Option("--rejected", min=0, help="How many rejected files to name (0: all).")]
+    = 20,
 ) -> None:
-    """Counts by source and status."""
-    from rich.console import Console
+    """Counts by source and status, and the rejected files by their original path or URL."""
     from rich.table import Table
 
-    from sneakergan.collect.store import Store, StoreError
+    from sneakergan.collect.store import Store
+    from sneakergan.labels import original_name
 
-    try:
-        with Store.open(store, create=False) as s:
-            counts = s.counts()
-    except StoreError as e:
-        raise _fail(str(e)) from None
+    with Store.open(store, create=False) as s:
+        counts = s.counts()
+        bad = [row for row in s.iter_images(status=None) if row["status"] != "ok"]
+        named = [{"name": original_name(s.sources_of(row["sha256"])) or row["sha256"], "status": row["status"],
+                  "reason": row["reason"], "sha256": row["sha256"]} for row in bad]
+    named.sort(key=lambda r: (r["status"], r["name"]))
     if as_json:
-        sys.stdout.write(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps({**counts, "rejected": named}, indent=2, sort_keys=True) + "\n")
         return
-    console = Console()
     statuses = sorted({st for per in counts["by_kind_status"].values() for st in per},
                       key=lambda st: (st != "ok", st))
     table = Table(title=f"{store}: images by source and status")
@@ -268,6 +273,16 @@ def status_cmd(
         for reason, n in sorted(counts["failures_by_reason"].items()):
             ft.add_row(reason, str(n))
         console.print(ft)
+    if named:
+        shown = named if rejected == 0 else named[:rejected]
+        rt = Table(title=f"rejected files ({len(named)})")
+        for col in ("file or URL", "status", "reason"):
+            rt.add_column(col, overflow="fold")
+        for r in shown:
+            rt.add_row(r["name"], r["status"], r["reason"] or "")
+        console.print(rt)
+        if len(shown) < len(named):
+            console.print(f"... {len(named) - len(shown)} more (--rejected 0 names them all)")
     console.print(f"{counts['ok']} usable images of {counts['images']}; marks: "
                   f"{', '.join(f'{k} {v}' for k, v in sorted(counts['marks'].items())) or 'none'}")
 
