@@ -178,6 +178,8 @@ def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> N
     from sneakergan.collect.importers import import_folder, import_instagram_export, list_image_files
     from sneakergan.collect.store import Store, StoreError
 
+    if not path.exists():  # before the store is created or a progress bar drawn
+        raise _fail(f"{path} does not exist")
     try:
         s = Store.open(store)
     except (StoreError, OSError) as e:
@@ -190,8 +192,6 @@ def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> N
             task = progress.add_task(kind, total=None)
             advance = lambda n: progress.advance(task, n)  # noqa: E731
             if kind == "folder":
-                if not path.exists():
-                    raise SourceError(f"{path} does not exist")
                 progress.update(task, total=len(list_image_files(path.resolve(), kwargs.get("all_files", False))))
                 report = import_folder(s, path, cfg, progress=advance, **kwargs)
             else:
