@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import typer
 from typer.core import TyperGroup
@@ -31,20 +32,31 @@ NoArgsIsHelpError = getattr(_CLICK_EXCEPTIONS, "NoArgsIsHelpError", ())
 class SneakerganGroup(TyperGroup):
     """The top-level command group: catches user mistakes once, for every subcommand."""
 
-    def invoke(self, ctx: Any) -> Any:
-        from .console import print_error
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        with _one_line_errors():  # `sneakergan --nope`
+            return super().parse_args(ctx, args)
 
-        try:
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_errors():  # every subcommand: its option parsing and its run
             return super().invoke(ctx)
-        except NoArgsIsHelpError:
-            raise  # `sneakergan directions` alone: Click prints the help, as it should
-        except UsageError as e:
-            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-            print_error(e.format_message() + hint)
-            raise typer.Exit(2) from None
-        except UserError as e:
-            print_error(str(e))
-            raise typer.Exit(2) from None
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn a user mistake into `error: ...` on stderr and exit 2; let everything else through."""
+    from .console import print_error
+
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # `sneakergan directions` alone: Click prints the help, as it should
+    except UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        print_error(e.format_message() + hint)
+        raise typer.Exit(2) from None
+    except UserError as e:
+        print_error(str(e))
+        raise typer.Exit(2) from None
 
 
 app = typer.Typer(
