@@ -92,13 +92,10 @@ def shop_cmd(
     quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Crawl a webshop described by a YAML source file (robots.txt obeyed, resumable)."""
-    from sneakergan.collect.config import SourceError, load_source
+    from sneakergan.collect.config import load_source
     from sneakergan.collect.spiders import ShopSpider
 
-    try:
-        src = load_source(source)
-    except SourceError as e:
-        raise _fail(str(e)) from None
+    src = load_source(source)  # a SourceError is a UserError: one line, exit 2
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
                   quiet, verbose)
     _run(ShopSpider, cfg, store, job or _slug(f"shop-{src.name}"), restart, source=src)
@@ -128,16 +125,16 @@ def wayback_cmd(
     quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Archived product pages (and their images, original bytes) of a domain from the Wayback Machine."""
-    from sneakergan.collect.config import ImageRule, SourceError
+    from sneakergan.collect.config import ImageRule
     from sneakergan.collect.spiders import WaybackSpider
     from sneakergan.collect.wayback import cdx_query_url
 
-    try:
-        cdx_query_url(cdx_url, domain, date_from, date_to, match=match)  # validates dates and target
-        if match:
+    cdx_query_url(cdx_url, domain, date_from, date_to, match=match)  # validates dates and target
+    if match:
+        try:
             re.compile(match)
-    except (SourceError, re.error) as e:
-        raise _fail(str(e)) from None
+        except re.error as e:
+            raise _fail(f"--match {match!r} is not a regular expression ({e})") from None
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
                   quiet, verbose)
     rule = ImageRule(css=tuple(image_css or ["img"]))
@@ -156,14 +153,10 @@ def urls_cmd(
     min_side: MinSideOpt = 64, quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Download a list of image URLs (robots.txt obeyed, resumable)."""
-    from sneakergan.collect.config import SourceError
     from sneakergan.collect.importers import read_url_list
     from sneakergan.collect.spiders import UrlListSpider
 
-    try:
-        entries = read_url_list(file)
-    except SourceError as e:
-        raise _fail(str(e)) from None
+    entries = read_url_list(file)
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, 0,
                   quiet, verbose)
     _run(UrlListSpider, cfg, store, _slug(f"urls-{file.stem}"), False, entries=entries)
@@ -174,7 +167,6 @@ def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> N
 
     from sneakergan.collect.progress import RateColumn
 
-    from sneakergan.collect.config import SourceError
     from sneakergan.collect.importers import import_folder, import_instagram_export, list_image_files
     from sneakergan.collect.store import Store, StoreError
 
@@ -187,18 +179,15 @@ def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> N
     progress = Progress(TextColumn(f"[bold]import {kind}"), BarColumn(), MofNCompleteColumn(),
                         RateColumn("files"), TimeRemainingColumn(),
                         console=err_console, disable=quiet)
-    try:
-        with s, progress:
-            task = progress.add_task(kind, total=None)
-            advance = lambda n: progress.advance(task, n)  # noqa: E731
-            if kind == "folder":
-                progress.update(task, total=len(list_image_files(path.resolve(), kwargs.get("all_files", False))))
-                report = import_folder(s, path, cfg, progress=advance, **kwargs)
-            else:
-                report = import_instagram_export(s, path, cfg, progress=advance,
-                                                 total=lambda n: progress.update(task, total=n))
-    except SourceError as e:
-        raise _fail(str(e)) from None
+    with s, progress:  # a SourceError (a UserError) closes the bar and the store, then prints its one line
+        task = progress.add_task(kind, total=None)
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if kind == "folder":
+            progress.update(task, total=len(list_image_files(path.resolve(), kwargs.get("all_files", False))))
+            report = import_folder(s, path, cfg, progress=advance, **kwargs)
+        else:
+            report = import_instagram_export(s, path, cfg, progress=advance,
+                                             total=lambda n: progress.update(task, total=n))
     extra = f", {report.link_only} saved posts without media in the export" if kind == "instagram" else ""
     typer.echo(f"{kind} {path}: {report.seen} files, {report.new_ok} new images, {report.rejected} rejected, "
                f"{report.duplicates} duplicates linked, {report.skipped} already imported{extra}")
