@@ -7,7 +7,7 @@ natural width instead of being squeezed to Rich's 80-column fallback (which cuts
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -20,16 +20,24 @@ PIPE_WIDTH = 1000
 
 
 class CliConsole(Console):
-    """A Rich console that is terminal-width on a terminal and PIPE_WIDTH wide everywhere else."""
+    """A Rich console that is terminal-width on a terminal and PIPE_WIDTH wide everywhere else.
+
+    Off a terminal, COLUMNS is ignored too: CI runners and test harnesses set it to 80, which is what cut tables.
+    """
+
+    def __init__(self, *args: Any, width: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, width=width, **kwargs)
+        self._fixed_width = width is not None
 
     @property
     def size(self) -> ConsoleDimensions:
-        if self._width is None and not self.is_terminal:
+        if not self._fixed_width and not self.is_terminal:
             return ConsoleDimensions(PIPE_WIDTH, 25)
         return super().size
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
+        self._fixed_width = True
         self._width, self._height = new_size
 
 
