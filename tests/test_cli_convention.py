@@ -237,6 +237,12 @@ def test_directions_from_other_weights_are_ignored(tmp_path):
     engine = Engine.load(ModelSource(model_paths(model)[0]), EngineConfig(device="cpu", direction_samples=200))
     assert "other weights" in engine.directions_note
     assert "sole height" not in [d["name"] for d in engine.visible_directions()]
+    import uvicorn
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(uvicorn, "run", lambda *a, **kw: None)
+        r = ok("serve", "--model", model, "--port", _free_port(), "--device", "cpu")
+    assert "warning" in r.output and "other weights" in " ".join(r.output.split())
 
     ok("directions", "compute", "--model", model, "--num", "2", "--samples", "100", "--layers", "all")
     fresh = DirectionSet.for_model(model)

@@ -55,6 +55,8 @@ def serve(
         console.print(f"[yellow]note:[/] {source.banner}")
     app = create_app(config=config, source=source)
     engine = app.state.engine
+    if engine.directions_note:  # e.g. a directions file computed on other weights, ignored
+        console.print(f"[yellow]warning:[/] {engine.directions_note}", highlight=False, soft_wrap=True)
     console.print(f"serving [bold]{engine.model_id}[/] ({engine.width}x{engine.height}, "
                   f"{len(engine.gallery.files) if engine.gallery else 0} pre-rendered) on http://{host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
