@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from .console import console, fail, progress_bar
+from .cli_options import MODEL, PSI, model_option, resolve_model
+from .console import console, progress_bar
+from .errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -38,47 +40,52 @@ def presets() -> None:
 
 
 def generate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "--model", help="Model file (.safetensors/.json or stem)."),
+    model: Path = MODEL,
     seeds: str = typer.Option("0-7", help="Seeds, e.g. 0-99,120."),
-    psi: float = typer.Option(1.0, "--psi", "--trunc", help="Truncation psi (1 = none)."),
-    cutoff: Optional[int] = typer.Option(None, help="Truncate only the first N ws."),
+    psi: float = PSI,
+    cutoff: Optional[int] = typer.Option(None, min=1, help="Truncate only the first N ws."),
     noise_mode: str = typer.Option("const", help="random | const | none."),
-    class_idx: Optional[int] = typer.Option(None, "--class", help="Class index for conditional models."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Class of a conditional model: its name (from "
+                                             "`prepare --labels`) or index."),
     out: Path = typer.Option(Path("out"), help="Output folder."),
     grid: bool = typer.Option(False, "--grid", help="Also write a contact sheet grid.png."),
-    batch: int = typer.Option(0, help="Batch size (0 = automatic)."),
+    batch: int = typer.Option(0, min=0, help="Batch size (0 = automatic)."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA that supports it, else fp32) | fp32 | bf16."),
 ) -> None:
     """Write one PNG per seed (seed s means z = RandomState(s).randn(1, z_dim), as the reference tools)."""
     from PIL import Image
 
-    from .generate import generate_images, load_generator, parse_seeds, resolve_device, use_bf16
-    from .modelfile import ModelFileError
+    from . import cli_options
+    from .generate import generate_images, load_generator, use_bf16
+    from .labels import class_index, model_class_names
+    from .modelfile import read_meta
     from .nets import NOISE_MODES
 
     if noise_mode not in NOISE_MODES:
-        fail(f"--noise-mode must be one of {', '.join(NOISE_MODES)}")
+        raise UserError(f"--noise-mode must be one of {', '.join(NOISE_MODES)}")
+    seed_list = cli_options.parse_seeds(seeds)
+    path = resolve_model(model)
+    dev = cli_options.device(device)
     try:
-        seed_list = parse_seeds(seeds)
-        dev = resolve_device(device)
         bf16 = use_bf16(precision, dev)
-        G = load_generator(checkpoint, dev)
-    except (ValueError, ModelFileError) as e:
-        fail(str(e))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    meta = read_meta(path)
+    G = load_generator(path, dev)
+    class_idx = None if class_name is None else class_index(class_name, model_class_names(meta), G.c_dim)
+    if G.c_dim and class_idx is None:
+        raise UserError(f"{model} is conditional ({G.c_dim} classes): choose one with --class")
     if batch <= 0:  # big batches help GPUs; on CPU 8 already keeps both cores busy
         batch = 32 if dev.type == "cuda" else 8
     out.mkdir(parents=True, exist_ok=True)
     images = []
-    try:
-        with progress_bar("generating", total=len(seed_list), unit="img") as advance:
-            for seed, arr in generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, class_idx=class_idx,
-                                             batch_size=batch, cutoff=cutoff, on_batch=advance, bf16=bf16):
-                Image.fromarray(arr).save(out / f"seed{seed:04d}.png")
-                if grid:
-                    images.append(arr)
-    except ValueError as e:
-        fail(str(e))
+    with progress_bar("generating", total=len(seed_list), unit="img") as advance:
+        for seed, arr in generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, class_idx=class_idx,
+                                         batch_size=batch, cutoff=cutoff, on_batch=advance, bf16=bf16):
+            Image.fromarray(arr).save(out / f"seed{seed:04d}.png")
+            if grid:
+                images.append(arr)
     if grid:
         from .generate import make_grid
 
@@ -90,27 +97,25 @@ def import_pickle(
     pkl: Path = typer.Argument(..., help="A StyleGAN2-ADA network-snapshot-*.pkl."),
     out: Path = typer.Option(..., "--out", help="Model file to write (NAME.safetensors + NAME.json)."),
     nets: str = typer.Option("G_ema", help="Networks to import: G_ema or G,D,G_ema."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model file at --out."),
 ) -> None:
     """Import a reference snapshot safely (a restricted unpickler: nothing in the file is executed)."""
-    from .interop.nvlabs import SnapshotImportError, UnsafePickleError, import_snapshot
+    from .interop.nvlabs import import_snapshot
+    from .modelfile import refuse_overwrite
 
-    try:
-        path = import_snapshot(pkl, out, [n.strip() for n in nets.split(",") if n.strip()])
-    except (SnapshotImportError, UnsafePickleError) as e:
-        fail(str(e))
+    refuse_overwrite(out, force)
+    path = import_snapshot(pkl, out, [n.strip() for n in nets.split(",") if n.strip()])
     console.print(f"imported {pkl} -> {path}")
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Training checkpoint."),
-    out: Path = typer.Option(..., "--out", help="Serving model file to write."),
+    model: Path = model_option(help="Training checkpoint or run folder (its latest checkpoint) to export."),
+    out: Path = typer.Option(..., "--out", help="Serving model file to write (NAME.safetensors + NAME.json)."),
     fp16: bool = typer.Option(False, help="Store weights as float16 (half the size)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model file at --out."),
 ) -> None:
-    """Strip a checkpoint to G_ema for serving."""
-    from .modelfile import ModelFileError, export_model
+    """Strip a checkpoint to G_ema for serving (refuses to replace an existing model unless --force)."""
+    from .modelfile import export_model
 
-    try:
-        path = export_model(checkpoint, out, fp16=fp16)
-    except ModelFileError as e:
-        fail(str(e))
+    path = export_model(resolve_model(model), out, fp16=fp16, overwrite=force)
     console.print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -337,9 +337,32 @@ def _load_state(net: torch.nn.Module, name: str, tensors: dict[str, torch.Tensor
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in got.items()}, strict=True)
 
 
-def export_model(src: str | Path, dst: str | Path, fp16: bool = False) -> Path:
-    """Strip a training checkpoint to G_ema for serving (optionally float16 to halve the file)."""
+def refuse_overwrite(dst: str | Path, force: bool = False) -> None:
+    """Raise ModelFileError when a model file already exists at `dst` and `force` is not set.
+
+    Writing a model is never silent about what it replaces: an old model may be served, have a gallery and
+    named directions beside it.
+    """
+    existing = [p for p in model_paths(dst) if p.exists()]
+    if existing and not force:
+        raise ModelFileError(f"{existing[0]} exists: not replacing a model without --force")
+
+
+def export_model(src: str | Path, dst: str | Path, fp16: bool = False, overwrite: bool = False) -> Path:
+    """Strip a training checkpoint to G_ema for serving (optionally float16 to halve the file).
+
+    Refuses to replace an existing model at `dst` unless `overwrite`; directions computed on the old weights are
+    then stale (their file records the weights' sha256) and are ignored until recomputed. Class names of a
+    conditional model (`prepare --labels`) are copied into the provenance, so the exported file stands alone.
+    """
+    refuse_overwrite(dst, overwrite)
     ckpt = load_checkpoint(src, nets=("G_ema",))
     state = {k: v for k, v in ckpt.state.items() if k in ("kimg", "augment_p", "cur_nimg")}
     prov = {**ckpt.provenance, "exported_from": str(ckpt.path)}
+    if ckpt.config.c_dim and "class_names" not in prov:
+        from .labels import model_class_names
+
+        names = model_class_names(ckpt.meta)
+        if names:
+            prov["class_names"] = names
     return save_checkpoint(dst, ckpt.config, {"G_ema": ckpt.nets["G_ema"]}, state=state, provenance=prov, fp16=fp16)

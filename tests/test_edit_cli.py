@@ -50,11 +50,11 @@ def test_directions_lifecycle(model, tmp_path):
     assert len(ids) == 14 and {"sefa_fine_0", "ganspace_1"} <= set(ids)
     d0 = body["directions"][0]
     assert {"id", "method", "name", "layers", "order", "hidden", "sigma", "vector"} <= set(d0)
-    ok("directions", "name", model, "sefa_fine_0", "sole height")
-    ok("directions", "hide", model, "sefa_all_2", "ganspace_1")
-    ok("directions", "show-in-editor", model, "ganspace_1")
-    ok("directions", "order", model, "ganspace_1", "sefa_fine_0")
-    ok("directions", "range", model, "ganspace_0", "2-5")
+    ok("directions", "name", "--model", model, "sefa_fine_0", "sole height")
+    ok("directions", "hide", "--model", model, "sefa_all_2", "ganspace_1")
+    ok("directions", "show-in-editor", "--model", model, "ganspace_1")
+    ok("directions", "order", "--model", model, "ganspace_1", "sefa_fine_0")
+    ok("directions", "range", "--model", model, "ganspace_0", "2-5")
     body = json.loads(path.read_text())
     by_id = {d["id"]: d for d in body["directions"]}
     assert by_id["sefa_fine_0"]["name"] == "sole height"
@@ -64,14 +64,14 @@ def test_directions_lifecycle(model, tmp_path):
     listing = ok("directions", "list", "--checkpoint", model).output
     assert "sole height" in listing
     sheet = tmp_path / "sheet.png"
-    ok("directions", "show", model, "sefa_fine_0", "--out", sheet, "--seeds", "0-1", "--amounts", "-3,0,3")
+    ok("directions", "show", "--model", model, "sefa_fine_0", "--out", sheet, "--seeds", "0-1", "--amounts", "-3,0,3")
     assert Image.open(sheet).size == (3 * 34 + 2, 2 * 34 + 2)
     # recomputing keeps what people set
     ok("directions", "compute", "--checkpoint", model, "--num", "3", "--samples", "500")
     assert json.loads(path.read_text())["directions"][1]["name"] == "sole height"
-    assert_clean_error(run("directions", "range", model, "ganspace_0", "3-40"), "out of bounds")
-    assert_clean_error(run("directions", "range", model, "ganspace_0", "toes"), "unknown layer range")
-    assert_clean_error(run("directions", "name", model, "nope", "x"), "unknown direction 'nope'")
+    assert_clean_error(run("directions", "range", "--model", model, "ganspace_0", "3-40"), "out of bounds")
+    assert_clean_error(run("directions", "range", "--model", model, "ganspace_0", "toes"), "unknown layer range")
+    assert_clean_error(run("directions", "name", "--model", model, "nope", "x"), "unknown direction 'nope'")
     assert_clean_error(run("directions", "compute", "--checkpoint", model, "--method", "ica"), "unknown method")
 
 

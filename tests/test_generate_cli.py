@@ -62,7 +62,7 @@ def test_generate_missing_model(tmp_path):
 
 
 def test_export_and_presets(model, tmp_path):
-    r = runner.invoke(app, ["export", str(model), "--out", str(tmp_path / "e"), "--fp16"])
+    r = runner.invoke(app, ["export", "--model", str(model), "--out", str(tmp_path / "e"), "--fp16"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "e.safetensors").exists() and (tmp_path / "e.json").exists()
     r = runner.invoke(app, ["presets"])

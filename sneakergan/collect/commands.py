@@ -18,6 +18,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from sneakergan.console import console, err_console
+from sneakergan.errors import UserError
+
 collect_app = typer.Typer(
     help="Gather raw images with provenance into a STORE (objects by sha256 + manifest.sqlite).",
     no_args_is_help=True,
@@ -42,9 +45,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress displ
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Scrapy's INFO log.")]
 
 
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(2)
+def _fail(msg: str) -> UserError:
+    """The error to raise for a user mistake (printed as one line by the CLI's entry point)."""
+    return UserError(msg)
 
 
 def _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
@@ -93,13 +96,10 @@ def shop_cmd(
     quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Crawl a webshop described by a YAML source file (robots.txt obeyed, resumable)."""
-    from sneakergan.collect.config import SourceError, load_source
+    from sneakergan.collect.config import load_source
     from sneakergan.collect.spiders import ShopSpider
 
-    try:
-        src = load_source(source)
-    except SourceError as e:
-        raise _fail(str(e)) from None
+    src = load_source(source)  # a SourceError is a UserError: one line, exit 2
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
                   quiet, verbose)
     _run(ShopSpider, cfg, store, job or _slug(f"shop-{src.name}"), restart, source=src)
@@ -129,16 +129,16 @@ def wayback_cmd(
     quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Archived product pages (and their images, original bytes) of a domain from the Wayback Machine."""
-    from sneakergan.collect.config import ImageRule, SourceError
+    from sneakergan.collect.config import ImageRule
     from sneakergan.collect.spiders import WaybackSpider
     from sneakergan.collect.wayback import cdx_query_url
 
-    try:
-        cdx_query_url(cdx_url, domain, date_from, date_to, match=match)  # validates dates and target
-        if match:
+    cdx_query_url(cdx_url, domain, date_from, date_to, match=match)  # validates dates and target
+    if match:
+        try:
             re.compile(match)
-    except (SourceError, re.error) as e:
-        raise _fail(str(e)) from None
+        except re.error as e:
+            raise _fail(f"--match {match!r} is not a regular expression ({e})") from None
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, max_pages,
                   quiet, verbose)
     rule = ImageRule(css=tuple(image_css or ["img"]))
@@ -157,50 +157,41 @@ def urls_cmd(
     min_side: MinSideOpt = 64, quiet: QuietOpt = False, verbose: VerboseOpt = False,
 ) -> None:
     """Download a list of image URLs (robots.txt obeyed, resumable)."""
-    from sneakergan.collect.config import SourceError
     from sneakergan.collect.importers import read_url_list
     from sneakergan.collect.spiders import UrlListSpider
 
-    try:
-        entries = read_url_list(file)
-    except SourceError as e:
-        raise _fail(str(e)) from None
+    entries = read_url_list(file)
     cfg = _config(user_agent, delay, per_domain, retries, backoff, max_bytes, max_pixels, min_side, 0,
                   quiet, verbose)
     _run(UrlListSpider, cfg, store, _slug(f"urls-{file.stem}"), False, entries=entries)
 
 
 def _import(kind: str, path: Path, store: Path, cfg, quiet: bool, **kwargs) -> None:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sneakergan.collect.progress import RateColumn
 
-    from sneakergan.collect.config import SourceError
     from sneakergan.collect.importers import import_folder, import_instagram_export, list_image_files
     from sneakergan.collect.store import Store, StoreError
 
+    if not path.exists():  # before the store is created or a progress bar drawn
+        raise _fail(f"{path} does not exist")
     try:
         s = Store.open(store)
     except (StoreError, OSError) as e:
         raise _fail(f"cannot open store {store}: {e}") from None
     progress = Progress(TextColumn(f"[bold]import {kind}"), BarColumn(), MofNCompleteColumn(),
                         RateColumn("files"), TimeRemainingColumn(),
-                        console=Console(stderr=True), disable=quiet)
-    try:
-        with s, progress:
-            task = progress.add_task(kind, total=None)
-            advance = lambda n: progress.advance(task, n)  # noqa: E731
-            if kind == "folder":
-                if not path.exists():
-                    raise SourceError(f"{path} does not exist")
-                progress.update(task, total=len(list_image_files(path.resolve(), kwargs.get("all_files", False))))
-                report = import_folder(s, path, cfg, progress=advance, **kwargs)
-            else:
-                report = import_instagram_export(s, path, cfg, progress=advance,
-                                                 total=lambda n: progress.update(task, total=n))
-    except SourceError as e:
-        raise _fail(str(e)) from None
+                        console=err_console, disable=quiet)
+    with s, progress:  # a SourceError (a UserError) closes the bar and the store, then prints its one line
+        task = progress.add_task(kind, total=None)
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if kind == "folder":
+            progress.update(task, total=len(list_image_files(path.resolve(), kwargs.get("all_files", False))))
+            report = import_folder(s, path, cfg, progress=advance, **kwargs)
+        else:
+            report = import_instagram_export(s, path, cfg, progress=advance,
+                                             total=lambda n: progress.update(task, total=n))
     extra = f", {report.link_only} saved posts without media in the export" if kind == "instagram" else ""
     typer.echo(f"{kind} {path}: {report.seen} files, {report.new_ok} new images, {report.rejected} rejected, "
                f"{report.duplicates} duplicates linked, {report.skipped} already imported{extra}")
@@ -235,23 +226,26 @@ def instagram_cmd(
 @collect_app.command("status")
 def status_cmd(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts (and every rejected file) as JSON.")]
+    = False,
+    rejected: Annotated[int, typer.Option("--rejected", min=0, help="How many rejected files to name (0: all).")]
+    = 20,
 ) -> None:
-    """Counts by source and status."""
-    from rich.console import Console
+    """Counts by source and status, and the rejected files by their original path or URL."""
     from rich.table import Table
 
-    from sneakergan.collect.store import Store, StoreError
+    from sneakergan.collect.store import Store
+    from sneakergan.labels import original_name
 
-    try:
-        with Store.open(store, create=False) as s:
-            counts = s.counts()
-    except StoreError as e:
-        raise _fail(str(e)) from None
+    with Store.open(store, create=False) as s:
+        counts = s.counts()
+        bad = [row for row in s.iter_images(status=None) if row["status"] != "ok"]
+        named = [{"name": original_name(s.sources_of(row["sha256"])) or row["sha256"], "status": row["status"],
+                  "reason": row["reason"], "sha256": row["sha256"]} for row in bad]
+    named.sort(key=lambda r: (r["status"], r["name"]))
     if as_json:
-        sys.stdout.write(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps({**counts, "rejected": named}, indent=2, sort_keys=True) + "\n")
         return
-    console = Console()
     statuses = sorted({st for per in counts["by_kind_status"].values() for st in per},
                       key=lambda st: (st != "ok", st))
     table = Table(title=f"{store}: images by source and status")
@@ -272,6 +266,16 @@ def status_cmd(
         for reason, n in sorted(counts["failures_by_reason"].items()):
             ft.add_row(reason, str(n))
         console.print(ft)
+    if named:
+        shown = named if rejected == 0 else named[:rejected]
+        rt = Table(title=f"rejected files ({len(named)})")
+        for col in ("file or URL", "status", "reason"):
+            rt.add_column(col, overflow="fold")
+        for r in shown:
+            rt.add_row(r["name"], r["status"], r["reason"] or "")
+        console.print(rt)
+        if len(shown) < len(named):
+            console.print(f"... {len(named) - len(shown)} more (--rejected 0 names them all)")
     console.print(f"{counts['ok']} usable images of {counts['images']}; marks: "
                   f"{', '.join(f'{k} {v}' for k, v in sorted(counts['marks'].items())) or 'none'}")
 

@@ -10,11 +10,12 @@ from typing import Any
 import yaml
 
 from sneakergan.collect.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from sneakergan.errors import UserError
 
 DEFAULT_USER_AGENT = "sneakergan-collect/0.1 (+https://github.com/sneakergan/sneakergan; research image dataset)"
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source file or crawl option that cannot work; the message is one line for the user."""
 
 

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from ..console import console, fail, progress_bar
-
-CHECKPOINT = typer.Option(..., "--checkpoint", "--model", help="Model file (.safetensors/.json or stem).")
+from ..cli_options import MODEL, PSI, resolve_model
+from ..console import console, progress_bar
+from ..errors import UserError
 
 directions_app = typer.Typer(help="Latent directions (SeFa, GANSpace): compute, name, order, hide, preview.",
                              no_args_is_help=True)
@@ -26,75 +26,72 @@ def register(app: typer.Typer) -> None:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------------
-def _load_G(checkpoint: Path, device: str = "cpu"):
-    from ..generate import load_generator, resolve_device
-    from ..modelfile import ModelFileError
-
-    try:
-        return load_generator(checkpoint, resolve_device(device))
-    except (ModelFileError, ValueError) as e:
-        fail(str(e))
+# Every error below is a UserError (DirectionsError, EditStateError, ModelFileError, ...): the CLI's entry point
+# prints it as one line, so commands just call and let it propagate.
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
-def _renderer(checkpoint: Path, device: str = "cpu", model_id: str | None = None):
-    from .directions import DirectionsError
+def _load_G(path: Path, device: str = "cpu"):
+    from ..cli_options import device as resolve_device
+    from ..generate import load_generator
+
+    return load_generator(path, resolve_device(device))
+
+
+def _renderer(path: Path, device: str = "cpu", model_id: str | None = None):
+    """The renderer of a model with its directions; directions computed on other weights are left out, with a
+    warning (an edit naming one then fails as an unknown direction)."""
+    from .directions import DirectionSet
+    from .latents import latents_dir
     from .render import Renderer, model_id_for
 
-    G = _load_G(checkpoint, device)
-    try:
-        return Renderer.from_model(checkpoint, model_id=model_id or model_id_for(checkpoint), G=G)
-    except (DirectionsError, ValueError) as e:
-        fail(str(e))
+    G = _load_G(path, device)
+    return Renderer(G, DirectionSet.for_model(path, warn=_warn), model_id=model_id or model_id_for(path),
+                    latents=latents_dir(path))
 
 
 def _seeds(spec: str) -> list[int]:
-    from ..generate import parse_seeds
+    from ..cli_options import parse_seeds
 
-    try:
-        return parse_seeds(spec)
-    except ValueError as e:
-        fail(str(e))
+    return parse_seeds(spec)
 
 
-def _load_directions(checkpoint: Path):
-    from .directions import DirectionSet, DirectionsError, directions_path
+def _load_directions(path: Path):
+    from .directions import DirectionSet, directions_path
 
-    try:
-        return DirectionSet.load(directions_path(checkpoint))
-    except DirectionsError as e:
-        fail(str(e))
+    return DirectionSet.load(directions_path(path))
 
 
-def _save_directions(checkpoint: Path, ds) -> None:
+def _save_directions(path: Path, ds) -> None:
     from .directions import directions_path
 
-    ds.save(directions_path(checkpoint))
+    ds.save(directions_path(path))
 
 
-def _get(ds, did: str):
-    from .directions import DirectionsError
-
-    try:
-        return ds.get(did)
-    except DirectionsError as e:
-        fail(str(e))
-
-
-def _num_ws(checkpoint: Path) -> int:
-    from ..modelfile import ModelFileError, read_meta
+def _num_ws(path: Path) -> int:
+    from ..modelfile import read_meta
     from ..nets import NetworkConfig
 
     try:
-        cfg = NetworkConfig.from_dict(read_meta(checkpoint)["config"])
-    except (ModelFileError, KeyError, ValueError) as e:
-        fail(str(e))
+        cfg = NetworkConfig.from_dict(read_meta(path)["config"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path}: bad network config ({e})") from None
     return 2 * (cfg.resolution.bit_length() - 1) - 2
+
+
+def _check_video_suffix(out: Path) -> None:
+    """Refuse an output format before rendering any frame."""
+    from .interpolate import VIDEO_SUFFIXES
+
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--out {out}: a video must end in {' or '.join(VIDEO_SUFFIXES)}")
 
 
 # ---- directions ---------------------------------------------------------------------------------------------------------
 @directions_app.command("compute")
 def directions_compute(
-    checkpoint: Path = CHECKPOINT,
+    model: Path = MODEL,
     method: str = typer.Option("sefa", help="sefa | ganspace."),
     num: int = typer.Option(10, "--num", min=1, help="Directions per layer range (SeFa) or components (GANSpace)."),
     layers: str = typer.Option("all,coarse,middle,fine", help="SeFa layer ranges, comma-separated."),
@@ -102,30 +99,32 @@ def directions_compute(
     device: str = typer.Option("cpu", help="cpu | cuda | auto."),
 ) -> None:
     """Find directions and merge them into NAME.directions.json (names, order and ranges people set are kept)."""
-    from .directions import DirectionSet, DirectionsError, compute_directions, directions_path
+    from .directions import METHODS, DirectionSet, compute_directions, directions_path
 
-    G = _load_G(checkpoint, device)
+    if method not in METHODS:
+        raise UserError(f"--method: unknown method {method!r} (use {' or '.join(METHODS)})")
+    path = resolve_model(model)
+    G = _load_G(path, device)
     ranges = [r.strip() for r in layers.split(",") if r.strip()]
-    try:
-        new = compute_directions(G, method, num, ranges, samples=samples)
-        path = directions_path(checkpoint)
-        ds = DirectionSet.load_or_empty(path)
-    except DirectionsError as e:
-        fail(str(e))
-    ds.model = Path(checkpoint).name
+    new = compute_directions(G, method, num, ranges, samples=samples)
+    out = directions_path(path)
+    ds = DirectionSet.for_model(path, warn=lambda m: _warn(m.replace("ignored", "replacing them")))
+    ds.model = path.name
     ds.merge(new)
-    ds.save(path)
-    console.print(f"{len(new)} {method} directions -> {path} ({len(ds)} in all)")
+    ds.tie_to(path)
+    ds.save(out)
+    console.print(f"{len(new)} {method} directions -> {out} ({len(ds)} in all)")
 
 
 @directions_app.command("list")
-def directions_list(checkpoint: Path = CHECKPOINT,
+def directions_list(model: Path = MODEL,
                     all_: bool = typer.Option(True, "--all/--visible", help="Include hidden directions.")) -> None:
     """Table of the directions in editor order."""
     from rich.table import Table
 
-    ds = _load_directions(checkpoint)
-    table = Table(title=f"directions of {Path(checkpoint).name}")
+    path = resolve_model(model)
+    ds = _load_directions(path)
+    table = Table(title=f"directions of {path.name}")
     for col in ("order", "id", "name", "method", "layers", "sigma", "score", "shown"):
         table.add_column(col, no_wrap=True)
     for d in ds:
@@ -137,97 +136,91 @@ def directions_list(checkpoint: Path = CHECKPOINT,
 
 
 @directions_app.command("name")
-def directions_name(checkpoint: Path = typer.Argument(..., help="Model file."),
-                    direction: str = typer.Argument(..., help="Direction id."),
-                    name: str = typer.Argument(..., help='Display name, e.g. "sole height".')) -> None:
+def directions_name(direction: str = typer.Argument(..., help="Direction id."),
+                    name: str = typer.Argument(..., help='Display name, e.g. "sole height".'),
+                    model: Path = MODEL) -> None:
     """Give a direction the name the editor shows."""
-    ds = _load_directions(checkpoint)
+    path = resolve_model(model)
+    ds = _load_directions(path)
     name = name.strip()
     if not name or len(name) > 60:
-        fail("a name must be 1-60 characters")
-    _get(ds, direction).name = name
-    _save_directions(checkpoint, ds)
+        raise UserError("a name must be 1-60 characters")
+    ds.get(direction).name = name
+    _save_directions(path, ds)
     console.print(f"{direction} is now {name!r}")
 
 
-def _set_hidden(checkpoint: Path, ids: list[str], hidden: bool) -> None:
-    ds = _load_directions(checkpoint)
+def _set_hidden(model: Path, ids: list[str], hidden: bool) -> None:
+    path = resolve_model(model)
+    ds = _load_directions(path)
     for did in ids:
-        _get(ds, did).hidden = hidden
-    _save_directions(checkpoint, ds)
+        ds.get(did).hidden = hidden
+    _save_directions(path, ds)
     console.print(f"{'hid' if hidden else 'showing'} {len(ids)} direction(s) in the editor")
 
 
 @directions_app.command("hide")
-def directions_hide(checkpoint: Path = typer.Argument(..., help="Model file."),
-                    ids: List[str] = typer.Argument(..., help="Direction ids.")) -> None:
+def directions_hide(ids: List[str] = typer.Argument(..., help="Direction ids."), model: Path = MODEL) -> None:
     """Hide directions from the editor (they stay in the file and old share links keep working)."""
-    _set_hidden(checkpoint, ids, True)
+    _set_hidden(model, ids, True)
 
 
 @directions_app.command("show-in-editor")
-def directions_unhide(checkpoint: Path = typer.Argument(..., help="Model file."),
-                      ids: List[str] = typer.Argument(..., help="Direction ids.")) -> None:
+def directions_unhide(ids: List[str] = typer.Argument(..., help="Direction ids."), model: Path = MODEL) -> None:
     """Show hidden directions in the editor again."""
-    _set_hidden(checkpoint, ids, False)
+    _set_hidden(model, ids, False)
 
 
 @directions_app.command("order")
-def directions_order(checkpoint: Path = typer.Argument(..., help="Model file."),
-                     ids: List[str] = typer.Argument(..., help="Direction ids, first shown first.")) -> None:
+def directions_order(ids: List[str] = typer.Argument(..., help="Direction ids, first shown first."),
+                     model: Path = MODEL) -> None:
     """Put these directions first, in this order (the rest keep their order after them)."""
-    from .directions import DirectionsError
-
-    ds = _load_directions(checkpoint)
-    try:
-        ds.reorder(list(ids))
-    except DirectionsError as e:
-        fail(str(e))
-    _save_directions(checkpoint, ds)
+    path = resolve_model(model)
+    ds = _load_directions(path)
+    ds.reorder(list(ids))
+    _save_directions(path, ds)
     console.print("order: " + ", ".join(ds.ids()[: len(ids) + 3]) + (" ..." if len(ds) > len(ids) + 3 else ""))
 
 
 @directions_app.command("range")
-def directions_range(checkpoint: Path = typer.Argument(..., help="Model file."),
-                     direction: str = typer.Argument(..., help="Direction id."),
-                     layers: str = typer.Argument(..., help="all | coarse | middle | fine | a-b (ws indices).")) -> None:
+def directions_range(direction: str = typer.Argument(..., help="Direction id."),
+                     layers: str = typer.Argument(..., help="all | coarse | middle | fine | a-b (ws indices)."),
+                     model: Path = MODEL) -> None:
     """Set the layer range a direction is applied to."""
-    from .directions import DirectionsError, check_layers
+    from .directions import check_layers
 
-    ds = _load_directions(checkpoint)
-    d = _get(ds, direction)
-    try:
-        d.layers = check_layers(layers, _num_ws(checkpoint))
-    except DirectionsError as e:
-        fail(str(e))
-    _save_directions(checkpoint, ds)
+    path = resolve_model(model)
+    ds = _load_directions(path)
+    d = ds.get(direction)
+    d.layers = check_layers(layers, _num_ws(path))
+    _save_directions(path, ds)
     console.print(f"{direction} now acts on {layers}")
 
 
 @directions_app.command("show")
 def directions_show(
-    checkpoint: Path = typer.Argument(..., help="Model file."),
     direction: str = typer.Argument(..., help="Direction id."),
+    model: Path = MODEL,
     out: Path = typer.Option(Path("direction.png"), "--out", help="Contact sheet PNG."),
     seeds: str = typer.Option("0-3", help="Seeds, one per row."),
     amounts: str = typer.Option("-3,-2,-1,0,1,2,3", help="Amounts in sigma, one per column."),
-    psi: float = typer.Option(0.7, help="Truncation psi."),
+    psi: float = PSI,
 ) -> None:
     """Contact sheet of a direction: rows are seeds, columns amounts (in sigma)."""
     from ..generate import make_grid
-    from .state import EditState, EditStateError
+    from .state import EditState
 
-    r = _renderer(checkpoint)
-    _get(_load_directions(checkpoint), direction)
     try:
         amts = [float(a) for a in amounts.split(",") if a.strip()]
     except ValueError:
-        fail(f"cannot read amounts {amounts!r}: use numbers like -3,0,3")
+        raise UserError(f"--amounts {amounts!r}: use numbers like -3,0,3") from None
+    if not amts:
+        raise UserError("--amounts: give at least one amount")
     seed_list = _seeds(seeds)
-    try:
-        states = [EditState(model=r.model_id, seed=s, psi=psi, edits=((direction, a),)) for s in seed_list for a in amts]
-    except EditStateError as e:
-        fail(str(e))
+    path = resolve_model(model)
+    _load_directions(path).get(direction)  # a stale or missing file, or an unknown id, fails before rendering
+    r = _renderer(path)
+    states = [EditState(model=r.model_id, seed=s, psi=psi, edits=((direction, a),)) for s in seed_list for a in amts]
     images = []
     with progress_bar("rendering", total=len(states), unit="img") as advance:
         for i in range(0, len(states), len(amts)):
@@ -240,29 +233,26 @@ def directions_show(
 
 # ---- mixing, rendering ------------------------------------------------------------------------------------------------
 def mix(
-    checkpoint: Path = CHECKPOINT,
+    model: Path = MODEL,
     rows: str = typer.Option("0-3", help="Seeds whose other styles are kept (A), one per row."),
     cols: str = typer.Option("4-7", help="Seeds the styles come from (B), one per column."),
     layers: str = typer.Option("coarse", help="Layers taken from B: coarse | middle | fine | all | a-b."),
-    psi: float = typer.Option(0.7, help="Truncation psi."),
+    psi: float = PSI,
     out: Path = typer.Option(Path("mix.png"), "--out", help="Grid PNG."),
 ) -> None:
     """Style-mixing grid: top row B, left column A, cell = A with B's chosen layers."""
     import numpy as np
 
     from ..generate import make_grid
-    from .state import EditState, EditStateError
+    from .state import EditState
 
-    r = _renderer(checkpoint)
     a_seeds, b_seeds = _seeds(rows), _seeds(cols)
-    try:
-        tops = r.render_batch([EditState(model=r.model_id, seed=s, psi=psi) for s in b_seeds])
-        lefts = r.render_batch([EditState(model=r.model_id, seed=s, psi=psi) for s in a_seeds])
-        cells = [EditState(model=r.model_id, seed=a, psi=psi, mixes=((b, layers),)) for a in a_seeds for b in b_seeds]
-        for c in cells:
-            r.validate(c)
-    except EditStateError as e:
-        fail(str(e))
+    r = _renderer(resolve_model(model))
+    cells = [EditState(model=r.model_id, seed=a, psi=psi, mixes=((b, layers),)) for a in a_seeds for b in b_seeds]
+    for c in cells:
+        r.validate(c)
+    tops = r.render_batch([EditState(model=r.model_id, seed=s, psi=psi) for s in b_seeds])
+    lefts = r.render_batch([EditState(model=r.model_id, seed=s, psi=psi) for s in a_seeds])
     blank = np.full_like(tops[0], 255)
     images = [blank] + list(tops)
     with progress_bar("mixing", total=len(cells), unit="img") as advance:
@@ -277,27 +267,22 @@ def mix(
 
 def render_cmd(
     token: str = typer.Argument(..., help="Edit state token (from the editor's share link)."),
-    checkpoint: Path = CHECKPOINT,
+    model: Path = MODEL,
     out: Path = typer.Option(Path("render.png"), "--out", help="PNG to write."),
-    size: Optional[int] = typer.Option(None, help="Resize so the longer side is this many pixels."),
+    size: Optional[int] = typer.Option(None, min=1, max=8192, help="Resize so the longer side is this many pixels."),
 ) -> None:
     """Render an edit state token to a PNG."""
     from PIL import Image
 
     from .render import model_id_for
-    from .state import EditState, EditStateError
+    from .state import EditState
 
-    try:
-        state = EditState.decode(token)
-    except EditStateError as e:
-        fail(str(e))
-    if state.model != model_id_for(checkpoint):
-        console.print(f"[yellow]note:[/] the token names model {state.model!r}; rendering with {checkpoint}")
-    r = _renderer(checkpoint, model_id=state.model)
-    try:
-        arr = r.render(state)
-    except EditStateError as e:
-        fail(str(e))
+    state = EditState.decode(token)
+    path = resolve_model(model)
+    if state.model != model_id_for(path):
+        console.print(f"[yellow]note:[/] the token names model {state.model!r}; rendering with {path}")
+    r = _renderer(path, model_id=state.model)
+    arr = r.render(state)
     img = Image.fromarray(arr)
     if size:
         s = size / max(img.size)
@@ -309,12 +294,9 @@ def render_cmd(
 
 # ---- interpolation ------------------------------------------------------------------------------------------------------
 def _write_frames(frames, out: Path, fps: float, size: Optional[int]) -> None:
-    from .interpolate import InterpolateError, upscale, write_strip, write_video
+    from .interpolate import upscale, write_strip, write_video
 
-    try:
-        write_video(upscale(frames, size), out, fps)
-    except InterpolateError as e:
-        fail(str(e))
+    write_video(upscale(frames, size), out, fps)
     strip = out.with_name(out.stem + ".strip.png")
     write_strip(frames, strip)
     console.print(f"wrote {out} ({len(frames)} frames) and {strip}")
@@ -333,66 +315,64 @@ def _render_frames(r, ws, noise: str):
 
 def interpolate(
     states: Optional[List[str]] = typer.Argument(None, help="Edit state tokens (or use --seeds)."),
-    checkpoint: Path = CHECKPOINT,
+    model: Path = MODEL,
     seeds: Optional[str] = typer.Option(None, help="Seeds to pass through, e.g. 1,5,9 (instead of tokens)."),
-    psi: float = typer.Option(0.7, help="Truncation psi for --seeds."),
+    psi: float = PSI,
     mode: str = typer.Option("w", help="w: lerp the ws | z: slerp the seeds' z."),
-    frames: int = typer.Option(30, min=2, help="Frames per segment."),
+    frames: int = typer.Option(30, min=2, max=10000, help="Frames per segment."),
     loop: bool = typer.Option(False, help="Return to the first state."),
-    fps: float = typer.Option(24.0, help="Frames per second."),
-    size: Optional[int] = typer.Option(256, help="Longer side of the video frames (0 = model size)."),
+    fps: float = typer.Option(24.0, min=0.1, max=240, help="Frames per second."),
+    size: Optional[int] = typer.Option(256, min=0, max=4096, help="Longer side of the video frames (0 = model size)."),
     out: Path = typer.Option(Path("interpolation.gif"), "--out", help=".gif or .mp4 (+ NAME.strip.png)."),
 ) -> None:
     """Interpolate between 2+ states or seeds and write a GIF/MP4 plus a frame strip."""
-    from .interpolate import InterpolateError, interpolate_ws
-    from .state import EditState, EditStateError
+    from .interpolate import interpolate_ws
+    from .state import EditState
 
     if bool(states) == bool(seeds):
-        fail("give either state tokens or --seeds (not both)")
-    r = _renderer(checkpoint)
-    try:
-        if seeds:
-            path = [EditState(model=r.model_id, seed=s, psi=psi) for s in _seeds(seeds)]
-        else:
-            path = [EditState.decode(t).replace(model=r.model_id) for t in states]
-        ws = interpolate_ws(r, path, frames=frames, mode=mode, loop=loop)
-    except (EditStateError, InterpolateError) as e:
-        fail(str(e))
+        raise UserError("give either state tokens or --seeds (not both)")
+    _check_video_suffix(out)
+    seed_list = _seeds(seeds) if seeds else None
+    decoded = [EditState.decode(t) for t in states] if states else None
+    r = _renderer(resolve_model(model))
+    if seed_list is not None:
+        path = [EditState(model=r.model_id, seed=s, psi=psi) for s in seed_list]
+    else:
+        path = [st.replace(model=r.model_id) for st in decoded]
+    ws = interpolate_ws(r, path, frames=frames, mode=mode, loop=loop)
     _write_frames(_render_frames(r, ws, path[0].noise), out, fps, size or None)
 
 
 def walk(
-    checkpoint: Path = CHECKPOINT,
-    seed: Optional[int] = typer.Option(None, help="Seed to walk around."),
+    model: Path = MODEL,
+    seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="Seed to walk around."),
     state: Optional[str] = typer.Option(None, help="Or an edit state token (seed-based)."),
-    psi: float = typer.Option(0.7, help="Truncation psi for --seed."),
-    frames: int = typer.Option(60, min=2, help="Frames in the loop."),
+    psi: float = PSI,
+    frames: int = typer.Option(60, min=2, max=10000, help="Frames in the loop."),
     radius: float = typer.Option(0.4, min=0.0, max=3.0, help="Size of the neighbourhood (in units of |z|)."),
     walk_seed: int = typer.Option(0, help="Seed of the loop's two random directions."),
-    fps: float = typer.Option(24.0, help="Frames per second."),
-    size: Optional[int] = typer.Option(256, help="Longer side of the video frames (0 = model size)."),
+    fps: float = typer.Option(24.0, min=0.1, max=240, help="Frames per second."),
+    size: Optional[int] = typer.Option(256, min=0, max=4096, help="Longer side of the video frames (0 = model size)."),
     out: Path = typer.Option(Path("walk.gif"), "--out", help=".gif or .mp4 (+ NAME.strip.png)."),
 ) -> None:
     """A seamless looping video of a seed's latent neighbourhood."""
-    from .interpolate import InterpolateError, walk_ws
-    from .state import EditState, EditStateError
+    from .interpolate import walk_ws
+    from .state import EditState
 
     if (seed is None) == (state is None):
-        fail("give either --seed or --state")
-    r = _renderer(checkpoint)
-    try:
-        st = EditState(model=r.model_id, seed=seed, psi=psi) if state is None else \
-            EditState.decode(state).replace(model=r.model_id)
-        ws = walk_ws(r, st, frames=frames, radius=radius, walk_seed=walk_seed)
-    except (EditStateError, InterpolateError) as e:
-        fail(str(e))
+        raise UserError("give either --seed or --state")
+    _check_video_suffix(out)
+    decoded = EditState.decode(state) if state is not None else None
+    r = _renderer(resolve_model(model))
+    st = EditState(model=r.model_id, seed=seed, psi=psi) if decoded is None else decoded.replace(model=r.model_id)
+    ws = walk_ws(r, st, frames=frames, radius=radius, walk_seed=walk_seed)
     _write_frames(_render_frames(r, ws, st.noise), out, fps, size or None)
 
 
 # ---- projection -----------------------------------------------------------------------------------------------------------
 def project_cmd(
     photo: Path = typer.Argument(..., help="Photo of a sneaker (any size; normalised like `prepare`)."),
-    checkpoint: Path = CHECKPOINT,
+    model: Path = MODEL,
     steps: int = typer.Option(300, min=1, max=100000, help="Optimisation steps."),
     w_plus: bool = typer.Option(False, "--w-plus", help="Optimise one w per layer (closer fit, less editable)."),
     lpips: Optional[List[Path]] = typer.Option(None, "--lpips", help="Local VGG16/LPIPS weights (repeatable)."),
@@ -412,22 +392,20 @@ def project_cmd(
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    from ..cli_options import device as resolve_device
     from ..console import err_console
-    from ..generate import resolve_device
-    from ..modelfile import ModelFileError, load_checkpoint, read_meta
+    from ..modelfile import load_checkpoint, read_meta
     from .latents import LatentStore, latents_dir
-    from .project import ProjectConfig, ProjectError, load_perceptual, load_photo, project
+    from .project import ProjectConfig, load_perceptual, load_photo, project
     from .render import model_id_for
     from .state import EditState
 
-    try:
-        img = load_photo(photo)
-        dev = resolve_device(device)
-        has_d = "D" in read_meta(checkpoint).get("nets", [])
-        ckpt = load_checkpoint(checkpoint, nets=("G_ema", "D") if (has_d and d_loss) else ("G_ema",), device=dev)
-        perceptual = load_perceptual(lpips).to(dev) if lpips else None
-    except (ProjectError, ModelFileError, ValueError) as e:
-        fail(str(e))
+    img = load_photo(photo)
+    dev = resolve_device(device)
+    checkpoint = resolve_model(model)
+    has_d = "D" in read_meta(checkpoint).get("nets", [])
+    ckpt = load_checkpoint(checkpoint, nets=("G_ema", "D") if (has_d and d_loss) else ("G_ema",), device=dev)
+    perceptual = load_perceptual(lpips).to(dev) if lpips else None
     G, D = ckpt.nets["G_ema"], ckpt.nets.get("D")
     if d_loss and D is None:
         console.print("[yellow]note:[/] the model file holds no discriminator (exported?): pixel loss only")
@@ -445,10 +423,7 @@ def project_cmd(
             progress.update(task, completed=step, loss=f"{info['loss']:.4f}", error=f"{info['error']:.4f}",
                             rate=f"{speed:.1f} step/s" if speed else "")
 
-        try:
-            res = project(G, img, D=D, perceptual=perceptual, config=cfg, callback=on_step)
-        except ProjectError as e:
-            fail(str(e))
+        res = project(G, img, D=D, perceptual=perceptual, config=cfg, callback=on_step)
     latent_id = LatentStore(latents_dir(checkpoint)).save(
         res.ws, res.noise, {"photo": str(photo), **res.info})
     out.mkdir(parents=True, exist_ok=True)
@@ -458,4 +433,4 @@ def project_cmd(
     token = EditState(model=model_id_for(checkpoint), latent=latent_id).encode()
     console.print(f"reconstruction error {res.info['final_error']:.4f} (mean image {res.info['mean_image_error']:.4f})")
     console.print(f"latent [bold]{latent_id}[/] saved in {latents_dir(checkpoint)}; wrote {out}/target.png, projected.png")
-    console.print(f"edit it: sneakergan render {token} --checkpoint {checkpoint}")
+    console.print(f"edit it: sneakergan render {token} --model {model}")

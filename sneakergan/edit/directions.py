@@ -7,6 +7,10 @@
 - GANSpace (Harkonen et al. 2020): principal components of w over many random samples; each comes with the
   standard deviation of w along it. Applied to a layer range chosen by a person.
 
+Each file records the sha256 of the weights it was computed on (`weights_sha256`); when the model beside it
+has other weights (re-exported with --force, or a checkpoint-latest that trained on), the file is stale and is
+ignored with a warning rather than applying directions found on a different network.
+
 Amounts are in sigma units: sigma is the std of w projected on the direction (over random samples), so +2 means
 "two standard deviations of what the mapping network produces". Directions live in NAME.directions.json beside
 the model, with the names, order, visibility and layer ranges people give them.
@@ -18,20 +22,25 @@ import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..fileio import atomic_write
 from .layers import NAMED_RANGES, is_layer_spec, layer_indices
+from ..errors import UserError
 
 FORMAT = "sneakergan-directions/1"
 METHODS = ("sefa", "ganspace")
 
 
-class DirectionsError(ValueError):
+class DirectionsError(UserError):
     """The directions file is missing, corrupt, or a direction id/range is unknown."""
+
+
+class StaleDirectionsError(DirectionsError):
+    """The directions file was computed on other weights than the model now beside it (retrained, re-exported)."""
 
 
 @dataclass
@@ -125,8 +134,15 @@ class DirectionSet:
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=1)))
         return path
 
+    @property
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weights these directions were computed on (None in files from before it was recorded)."""
+        return self.meta.get("weights_sha256")
+
     @classmethod
-    def load(cls, path: str | Path) -> "DirectionSet":
+    def load(cls, path: str | Path, check_weights: bool = True) -> "DirectionSet":
+        """Read NAME.directions.json; with `check_weights`, raise StaleDirectionsError when the model NAME beside
+        it has other weights than the directions were computed on."""
         path = Path(path)
         if not path.exists():
             raise DirectionsError(f"{path}: no directions yet (run `sneakergan directions compute`)")
@@ -141,11 +157,38 @@ class DirectionSet:
         except (TypeError, KeyError, ValueError) as e:
             raise DirectionsError(f"{path}: bad direction entry ({e})") from None
         meta = {k: v for k, v in body.items() if k != "directions"}
-        return cls(directions=dirs, model=body.get("model", ""), meta=meta)
+        ds = cls(directions=dirs, model=body.get("model", ""), meta=meta)
+        if check_weights:
+            current = model_weights_sha256(model_of_directions(path))
+            if ds.weights_sha256 and current and current != ds.weights_sha256:
+                raise StaleDirectionsError(
+                    f"{path}: computed on other weights (sha256 {ds.weights_sha256[:12]}, the model now has "
+                    f"{current[:12]}); ignored: run `sneakergan directions compute` again")
+        return ds
 
     @classmethod
     def load_or_empty(cls, path: str | Path) -> "DirectionSet":
         return cls.load(path) if Path(path).exists() else cls()
+
+    @classmethod
+    def for_model(cls, model_path: str | Path, warn: Callable[[str], None] | None = None) -> "DirectionSet":
+        """The directions of a model: its file, or an empty set when there is none or the file is stale
+        (`warn` then hears why). A corrupt file still raises DirectionsError."""
+        path = directions_path(model_path)
+        if not path.exists():
+            return cls()
+        try:
+            return cls.load(path)
+        except StaleDirectionsError as e:
+            if warn is not None:
+                warn(str(e))
+            return cls()
+
+    def tie_to(self, model_path: str | Path) -> None:
+        """Record the weights of `model_path` as the ones these directions belong to."""
+        sha = model_weights_sha256(model_path)
+        if sha:
+            self.meta["weights_sha256"] = sha
 
 
 def directions_path(model_path: str | Path) -> Path:
@@ -154,6 +197,23 @@ def directions_path(model_path: str | Path) -> Path:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".directions.json")
+
+
+def model_of_directions(path: str | Path) -> Path:
+    """The model stem NAME that NAME.directions.json belongs to."""
+    p = Path(path)
+    suffix = ".directions.json"
+    return p.with_name(p.name[: -len(suffix)]) if p.name.endswith(suffix) else p.with_suffix("")
+
+
+def model_weights_sha256(model_path: str | Path) -> str | None:
+    """The weights sha256 a model's JSON records, or None when there is no readable model there."""
+    from ..modelfile import ModelFileError, read_meta
+
+    try:
+        return read_meta(model_path).get("weights", {}).get("sha256")
+    except ModelFileError:
+        return None
 
 
 def check_layers(spec: str, num_ws: int) -> str:

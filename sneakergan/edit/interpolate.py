@@ -17,12 +17,13 @@ from PIL import Image
 from ..generate import make_grid, seed_to_z
 from .render import Renderer
 from .state import EditState
+from ..errors import UserError
 
 MODES = ("w", "z")
 VIDEO_SUFFIXES = (".gif", ".mp4")
 
 
-class InterpolateError(ValueError):
+class InterpolateError(UserError):
     """Bad interpolation request (too few states, z mode on a latent, unknown output format)."""
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from ..errors import UserError
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class LatentError(ValueError):
+class LatentError(UserError):
     """A latent id is unknown or its file is unreadable / does not fit the model."""
 
 

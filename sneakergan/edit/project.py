@@ -27,12 +27,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from ..generate import images_to_uint8
+from ..errors import UserError
 
 MIN_PHOTO_SIDE = 16
 MAX_PHOTO_PIXELS = 64_000_000
 
 
-class ProjectError(ValueError):
+class ProjectError(UserError):
     """The photo cannot be projected (unreadable, too small, wrong model...); the message says why."""
 
 

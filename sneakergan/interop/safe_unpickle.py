@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-
 from ..errors import UserError
 
 MAX_TENSOR_ELEMENTS = 1 << 28  # 1 GiB of float32: four times the largest tensor of a 1024 px StyleGAN2

@@ -7,9 +7,12 @@ from typing import Optional
 
 import typer
 
+from sneakergan.cli_options import model_option, resolve_model
+from sneakergan.errors import UserError
+
 
 def metrics(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Model file (.safetensors, .json or stem)."),
+    checkpoint: Path = model_option(),
     data: Path = typer.Option(..., "--data", help="Dataset: a StyleGAN2-ADA zip or a folder of images."),
     metric_names: str = typer.Option(
         "fid50k_full", "--metrics", help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full."
@@ -25,50 +28,47 @@ def metrics(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Real-feature cache (~/.cache/sneakergan)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
-    """FID / KID / precision-recall of a checkpoint against a dataset (StyleGAN2-ADA protocol)."""
+    """FID / KID / precision-recall of a model against a dataset (StyleGAN2-ADA protocol).
+
+    Images are generated at psi 1 (no truncation), as the reference computes its published metrics; the
+    other commands default to psi 0.7, which looks better but scores worse.
+    """
     import json
 
-    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
                                TextColumn, TimeRemainingColumn)
     from rich.table import Table
     from rich.text import Text
 
-    from .data import DatasetError
-    from .features import EXTRACTORS, MissingWeightsError, build_extractor
-    from .pipeline import MetricError, parse_metric, run_metrics
-    from sneakergan.generate import load_generator, resolve_device
+    from sneakergan import cli_options
+    from sneakergan.console import console as out
+    from sneakergan.console import err_console as console
+    from sneakergan.generate import load_generator
 
-    console = Console(stderr=True)
+    from .features import EXTRACTORS, build_extractor
+    from .pipeline import MetricError, parse_metric, run_metrics
+
     names = [n.strip() for n in metric_names.split(",") if n.strip()]
     if extractor not in EXTRACTORS:
-        raise typer.BadParameter(f"choose from {', '.join(EXTRACTORS)}", param_hint="--extractor")
+        raise UserError(f"--extractor {extractor!r}: choose from {', '.join(EXTRACTORS)}")
     if not names:
-        raise typer.BadParameter("name at least one metric", param_hint="--metrics")
+        raise UserError("--metrics: name at least one metric")
     try:
         for name in names:
             parse_metric(name, num)
     except MetricError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--metrics") from None
-    try:
-        dev = str(resolve_device(device))
-    except (ValueError, RuntimeError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device") from None
+        raise UserError(f"--metrics: {exc}") from None
+    dev = str(cli_options.device(device))
+    model = resolve_model(checkpoint)
 
     # The weights check comes first: it is the likeliest failure and needs no model or data.
     try:
         feat = build_extractor(extractor, weights=features, device=dev)
-    except (MissingWeightsError, ValueError) as exc:  # absent, or not the Inception state dict
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
-
-    from sneakergan.modelfile import ModelFileError
-
-    try:
-        G = load_generator(checkpoint, device=dev)
-    except (ModelFileError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] cannot load {checkpoint}: {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except UserError:
+        raise  # MissingWeightsError: says where it looked and how to get the file
+    except ValueError as exc:  # a file that is not the Inception state dict
+        raise UserError(str(exc)) from None
+    G = load_generator(model, device=dev)
 
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
@@ -85,14 +85,9 @@ def metrics(
                 tasks[stage] = bar.add_task(label, total=total)
             bar.update(tasks[stage], completed=done)
 
-        try:
-            report = run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
-                                 batch_size=batch, seed=seed, progress=on_progress)
-        except (DatasetError, MetricError) as exc:
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-            raise typer.Exit(2) from None
+        report = run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
+                             batch_size=batch, seed=seed, progress=on_progress)
 
-    out = Console()
     table = Table(title=f"{checkpoint.name} vs {data.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from ..errors import UserError
+
 from ..safezip import check_member, open_zip, read_member
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")

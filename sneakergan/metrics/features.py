@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fileio import sha256_file
+from ..errors import UserError
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_FILE
@@ -27,7 +28,7 @@ INCEPTION_ENV = "SNEAKERGAN_INCEPTION"
 EXTRACTORS = ("inception", "random-tiny")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """The Inception weights file is not on this machine; the message says which file and where."""
 
 

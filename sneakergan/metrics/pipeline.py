@@ -27,6 +27,7 @@ from .features import FeatureExtractor, build_extractor, default_cache_dir
 from .fid import fid_from_features
 from .kid import kernel_inception_distance
 from .precision_recall import precision_recall
+from ..errors import UserError
 
 KNOWN_METRICS = ("fid50k_full", "kid50k_full", "pr50k3_full", "div1k")
 PR_MAX_REAL_FULL = 200_000  # the reference caps the real set of pr*_full here (k-NN radii are O(N^2))
@@ -34,7 +35,7 @@ PR_MAX_REAL_FULL = 200_000  # the reference caps the real set of pr*_full here (
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class MetricError(ValueError):
+class MetricError(UserError):
     """A metric name or sample count that cannot be computed."""
 
 

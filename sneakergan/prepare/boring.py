@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from ..errors import UserError
 
 FEATURES = ("colourfulness", "n_colours", "n_regions", "edge_density", "texture", "contrast")
 ANALYSIS_SIDE = 128  # features are measured at this size so they do not depend on the input resolution
@@ -176,7 +177,7 @@ def boringness(features: Mapping[str, float], config: ScoreConfig = DEFAULT_SCOR
     return float(min(1.0, max(0.0, 1.0 - interest / total)))
 
 
-class BoringModelError(ValueError):
+class BoringModelError(UserError):
     """A boring model file is missing, unreadable or of another format."""
 
 

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import typer
 
+from sneakergan.console import console, err_console, fail
+from sneakergan.errors import UserError
+
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
@@ -34,10 +37,10 @@ def synth(
                                  param_hint="--aspect") from None
 
     if out.exists() and out.suffix.lower() != ".zip" and not out.is_dir():
-        raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+        raise UserError(f"--out {out} exists and is not a folder")
     columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
-    with Progress(*columns) as bar:
+    with Progress(*columns, console=err_console) as bar:
         task = bar.add_task("synth", total=count, rate="")
 
         def advance(n: int) -> None:
@@ -59,19 +62,15 @@ def curate(
 
     import uvicorn
 
-    from sneakergan.collect.store import StoreError
     from sneakergan.prepare.curate import create_app
 
-    try:
-        app = create_app(store)
-    except StoreError as e:
-        raise typer.BadParameter(str(e), param_hint="STORE") from None
+    app = create_app(store)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # uvicorn exits the process on a busy port; check first so the user gets one clear line.
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as e:
-            raise typer.BadParameter(f"cannot listen on 127.0.0.1:{port}: {e.strerror}", param_hint="--port") from None
+            raise UserError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror})") from None
     typer.echo(f"curate: http://127.0.0.1:{port}/  (k keep, r reject, f favourite, u undo; Ctrl-C to stop)")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -87,36 +86,37 @@ def prepare(
     max_per_silhouette: int = typer.Option(0, "--max-per-silhouette", min=0,
                                            help="Cap per shape group (0: no cap); the most distinct colourways stay."),
     subset: str = typer.Option("all", "--subset", help="all | favourites | keep (curated marks)."),
-    labels: str = typer.Option("none", "--labels", help="none | silhouette (shape group as class label)."),
+    labels: str = typer.Option("none", "--labels", help="none | silhouette (shape group as class) | FILE: a .csv or "
+                               ".json mapping each image (original path, URL or sha256) to a class name."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Flip so every toe points left."),
     dedupe_threshold: int = typer.Option(8, "--dedupe-threshold", min=0, max=32, help="pHash bits for a near-duplicate."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
 ) -> None:
     """Validate, dedupe, normalise, score and balance a store's images into a training zip plus a report."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from sneakergan.labels import read_label_file
     from sneakergan.prepare.pipeline import LABELS, SUBSETS, PrepareConfig, run_prepare
 
     if resolution < 4 or resolution & (resolution - 1):
-        raise typer.BadParameter(f"{resolution} is not a power of two (e.g. 64, 128, 256, 512, 1024)",
-                                 param_hint="--resolution")
+        raise UserError(f"--resolution {resolution} is not a power of two (e.g. 64, 128, 256, 512, 1024)")
     if subset not in SUBSETS:
-        raise typer.BadParameter(f"{subset!r}: choose one of {', '.join(SUBSETS)}", param_hint="--subset")
+        raise UserError(f"--subset {subset!r}: choose one of {', '.join(SUBSETS)}")
     if labels not in LABELS:
-        raise typer.BadParameter(f"{labels!r}: choose one of {', '.join(LABELS)}", param_hint="--labels")
+        if not Path(labels).is_file():
+            raise UserError(f"--labels {labels!r}: choose {' or '.join(LABELS)}, or give a .csv/.json label file")
+        read_label_file(labels)  # a broken label file fails now, not after the whole store is processed
     if not (store / "manifest.sqlite").is_file():
-        raise typer.BadParameter(f"{store} is not a store (no manifest.sqlite)", param_hint="STORE")
+        raise UserError(f"{store} is not a store (no manifest.sqlite)")
     if out.suffix.lower() != ".zip":
-        raise typer.BadParameter(f"{out} must end in .zip", param_hint="--out")
+        raise UserError(f"--out {out} must end in .zip")
     cfg = PrepareConfig(resolution=resolution, min_side=min_side, flip=flip, dedupe_threshold=dedupe_threshold,
                         max_per_silhouette=max_per_silhouette, keep_boring=keep_boring,
                         boring_threshold=boring_threshold, subset=subset, labels=labels, workers=workers)
-    console = Console()
     columns = (TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=err_console) as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, advance: int, total: int | None) -> None:
@@ -142,9 +142,11 @@ def prepare(
         table.add_row(f"[dim]{code} (at collect)[/dim]", f"[dim]{n}[/dim]")
     console.print(table)
     console.print(f"boringness: {result.boring_model}; silhouette groups: {result.silhouette_groups}")
+    if result.class_names is not None:
+        console.print(f"classes from {labels}: {', '.join(result.class_names) or 'none'}"
+                      + (f"; {result.labels_unmatched} label(s) named no kept image" if result.labels_unmatched else ""))
     console.print(f"report: {result.report['json']}  contact sheets: {result.report['kept']}, "
                   f"{result.report['rejected']}")
     if result.out is None:
-        console.print("[red]error:[/red] no images left to export (see the report for why); no zip written")
-        raise typer.Exit(1)
+        fail("no images left to export (see the report for why); no zip written", code=1)
     console.print(f"wrote {result.kept} images at {resolution}px to {result.out}")

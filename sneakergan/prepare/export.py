@@ -2,7 +2,8 @@
 
 Layout: `00000/img00000000.png`, `00000/img00000001.png`, ..., `00001/img00001000.png`, plus
 `dataset.json` = {"labels": [["00000/img00000000.png", 3], ...]} or {"labels": null}, exactly what the
-reference's dataset tool writes, so either side's training code reads the other's datasets.
+reference's dataset tool writes, so either side's training code reads the other's datasets (with a label file,
+a `class_names` list is added, which the reference ignores).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ def dataset_name(index: int) -> str:
 
 
 def write_dataset_zip(out: Path, images: Iterable[tuple[bytes, int | list[float] | None]],
-                      with_labels: bool) -> list[str]:
+                      with_labels: bool, class_names: list[str] | None = None) -> list[str]:
     """Stream (png bytes, label) pairs into `out`; returns the archive names in order.
+
+    `class_names` (labels from a person's file) go into dataset.json beside `labels`: the reference's loader reads
+    only `labels`, sneakergan keeps the names for `generate --class NAME` and the editor.
 
     Written to a temp file and renamed, so an interrupted export never leaves a half zip behind. PNGs are
     stored, not deflated again (they are compressed already).
@@ -41,7 +45,9 @@ def write_dataset_zip(out: Path, images: Iterable[tuple[bytes, int | list[float]
                 zf.writestr(name, png)
                 names.append(name)
                 labels.append([name, label])
-            meta = {"labels": labels if with_labels else None}
+            meta: dict = {"labels": labels if with_labels else None}
+            if with_labels and class_names:
+                meta["class_names"] = list(class_names)
             zf.writestr("dataset.json", json.dumps(meta))
         os.replace(tmp, out)
     except BaseException:

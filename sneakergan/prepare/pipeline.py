@@ -41,12 +41,12 @@ from sneakergan.prepare.normalise import NormaliseConfig
 PIPELINE_VERSION = 2
 
 SUBSETS = ("all", "favourites", "keep")
-LABELS = ("none", "silhouette")
+LABELS = ("none", "silhouette")  # or the path of a label file (sneakergan.labels)
 
 # Outcomes, in the order the report lists them. Per-image codes come from phase 1, set codes from phase 2.
 PER_IMAGE_CODES = ("not_image", "decode_error", "too_many_pixels", "too_small", "unsupported_mode", "missing",
                    "error", "too_little_foreground", "extreme_aspect", "several_objects")
-SET_CODES = ("marked_reject", "duplicate", "not_in_subset", "boring", "silhouette_cap")
+SET_CODES = ("marked_reject", "duplicate", "not_in_subset", "boring", "silhouette_cap", "unlabelled")
 INFO_KEYS = ("status", "reason", "fallback", "flipped", "facing", "foreground", "aspect", "objects")
 
 
@@ -68,7 +68,7 @@ class PrepareConfig:
     keep_boring: bool = False
     boring_threshold: float = 0.7
     subset: str = "all"
-    labels: str = "none"
+    labels: str = "none"                  # none | silhouette | path of a CSV/JSON label file
     workers: int = 2
     contact_sheet_size: int = 48          # tiles per contact sheet
 
@@ -381,6 +381,8 @@ class PrepareResult:
     boring_model: str
     silhouette_groups: int
     seconds: float
+    class_names: list[str] | None = None  # with a label file
+    labels_unmatched: int = 0              # label-file entries that named no kept image
 
 
 def _write_prepared_rows(store_root: Path, records: list[Record], key: str) -> None:
@@ -436,6 +438,7 @@ def run_prepare(store_root: str | Path, out: str | Path, cfg: PrepareConfig,
     import time
 
     from sneakergan.collect.store import Store
+    from sneakergan.labels import original_name
     from sneakergan.prepare.export import contact_sheet, report_paths, write_dataset_zip, write_report
 
     t0 = time.perf_counter()
@@ -460,22 +463,36 @@ def run_prepare(store_root: str | Path, out: str | Path, cfg: PrepareConfig,
 
     kept = decision.kept
     prepared_dir = store_root / "prepared"
+    rejected = [r for r in records if r.status != "ok"]
+    # How a person knows each image (its original path or URL), for the report and for a label file.
+    with Store.open(store_root, create=False) as store:
+        sources = {r.sha256: store.sources_of(r.sha256) for r in kept + rejected}
+    user = _user_labels(cfg.labels, kept, sources) if cfg.labels not in LABELS else None
+    if user is not None:
+        kept = [r for r in kept if r.status == "ok"]
+        rejected = [r for r in records if r.status != "ok"]
     labels: dict[str, int] = {}
     if cfg.labels == "silhouette":
         sizes = Counter(r.group for r in kept)
         order = sorted(sizes, key=lambda g: (-sizes[g], g))
         labels = {g: i for i, g in enumerate(order)}
 
+    def label_of(r: Record) -> int | None:
+        if user is not None:
+            return user.index[r.sha256]
+        return labels[r.group] if cfg.labels == "silhouette" else None
+
     def images() -> Iterator[tuple[bytes, int | None]]:
         if progress:
             progress("export", 0, len(kept))
         for r in kept:
             data = (prepared_dir / f"{r.sha256}.png").read_bytes()
-            yield data, (labels[r.group] if cfg.labels == "silhouette" else None)
+            yield data, label_of(r)
             if progress:
                 progress("export", 1, None)
 
-    names = write_dataset_zip(out, images(), with_labels=cfg.labels != "none") if kept else []
+    names = write_dataset_zip(out, images(), with_labels=cfg.labels != "none",
+                              class_names=user.names if user is not None else None) if kept else []
     paths = report_paths(out)
     if decision.model is not None:
         decision.model.save(paths["boring_model"])  # type: ignore[attr-defined]
@@ -487,14 +504,16 @@ def run_prepare(store_root: str | Path, out: str | Path, cfg: PrepareConfig,
             ordered[code] = counts.pop(code)
     ordered.update(sorted(counts.items()))
     collect_rejections = {k: v for k, v in counts0["images_by_status"].items() if k != "ok"}
-    rejected = [r for r in records if r.status != "ok"]
     report = {
         "store": str(store_root), "dataset": str(out) if kept else None, "resolution": cfg.resolution,
         "settings": {k: v for k, v in asdict(cfg).items()},
         "counts": ordered, "collect_rejections": collect_rejections,
         "boring_model": decision.boring_model, "silhouette_groups": decision.silhouette_groups,
-        "images": [[name, r.sha256, labels.get(r.group) if labels else None] for name, r in zip(names, kept)],
-        "rejected": [[r.sha256, r.status, r.reason] for r in rejected],
+        "images": [[name, r.sha256, label_of(r)] for name, r in zip(names, kept)],
+        # [sha256, outcome, reason, original path or URL]
+        "rejected": [[r.sha256, r.status, r.reason, original_name(sources.get(r.sha256, []))] for r in rejected],
+        **({"class_names": user.names, "labels_file": str(cfg.labels), "labels_unmatched": len(user.unmatched),
+            "labels_unmatched_examples": sorted(user.unmatched)[:20]} if user is not None else {}),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_report(paths["json"], report)
@@ -509,4 +528,29 @@ def run_prepare(store_root: str | Path, out: str | Path, cfg: PrepareConfig,
     contact_sheet(kept_tiles).save(paths["kept"])
     contact_sheet(rej_tiles).save(paths["rejected"])
     return PrepareResult(out if kept else None, len(kept), ordered, collect_rejections, paths,
-                         decision.boring_model, decision.silhouette_groups, round(time.perf_counter() - t0, 2))
+                         decision.boring_model, decision.silhouette_groups, round(time.perf_counter() - t0, 2),
+                         class_names=user.names if user is not None else None,
+                         labels_unmatched=len(user.unmatched) if user is not None else 0)
+
+
+@dataclass
+class UserLabels:
+    """Classes from a person's label file, for the kept images."""
+
+    names: list[str]            # class names; a name's position is its label
+    index: dict[str, int]       # sha256 -> class index
+    unmatched: set[str]         # label-file keys that named no kept image
+
+
+def _user_labels(path: str, kept: list[Record], sources: dict[str, list]) -> UserLabels:
+    """Label the kept images from the file at `path`; kept images it does not name become 'unlabelled'."""
+    from sneakergan.labels import class_names, image_keys, match_labels, read_label_file
+
+    mapping = read_label_file(path)
+    found, unmatched = match_labels({r.sha256: image_keys(sources[r.sha256], r.sha256) for r in kept}, mapping)
+    for r in kept:
+        if r.sha256 not in found:
+            r.status, r.reason = "unlabelled", f"no class for it in {Path(path).name}"
+    names = class_names(found.values())
+    pos = {n: i for i, n in enumerate(names)}
+    return UserLabels(names, {sha: pos[n] for sha, n in found.items()}, unmatched)

@@ -765,6 +765,8 @@ def write_synth_dataset(
 
     def meta() -> dict[str, bytes]:
         ds = {"labels": label_rows if labels else None}
+        if labels:  # the reference ignores this key; `generate --class low` reads it
+            ds["class_names"] = list(TOPS)
         width, height = canvas_size(resolution, aspect)
         info = {"generator": "sneakergan.prepare.synth", "seed": seed, "count": count, "resolution": resolution,
                 "width": width, "height": height, "families": FAMILY_TABLE,

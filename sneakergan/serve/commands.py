@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .. import cli_options
+from ..cli_options import MODEL_HELP, model_option, psi_option, resolve_model
 from ..console import console, fail, progress_bar
 
 gallery_app = typer.Typer(help="The site's pre-rendered gallery.", no_args_is_help=True)
@@ -20,10 +22,10 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    model: Optional[Path] = typer.Option(None, "--model", help="Model file to serve (default: the shipped demo model)."),
+    model: Optional[Path] = model_option(None, help=MODEL_HELP + " Default: the shipped demo model."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (127.0.0.1 keeps it local)."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port."),
-    psi: float = typer.Option(0.7, "--psi", help="Truncation of plain seed images (home page, gallery)."),
+    psi: float = psi_option(help="Truncation of plain seed images (home page, gallery)."),
     gallery: Optional[Path] = typer.Option(None, help="Gallery folder (default: NAME.gallery beside the model)."),
     project_steps: int = typer.Option(150, min=1, max=5000, help="Optimisation steps of a photo projection."),
     max_batch: int = typer.Option(16, min=1, max=256, help="Images per generator call."),
@@ -35,30 +37,26 @@ def serve(
     """Serve "This Sneaker Does Not Exist": home page, permalinks, gallery, editor and JSON API."""
     import uvicorn
 
-    from ..edit.state import PSI_RANGE
-    from ..modelfile import ModelFileError
     from .app import ServeConfig, create_app
     from .engine import EngineConfig
     from .model_source import find_model
     from .pool import PoolConfig
 
-    if not PSI_RANGE[0] <= psi <= PSI_RANGE[1]:
-        fail(f"--psi must be in [{PSI_RANGE[0]}, {PSI_RANGE[1]}]")
-    if model is not None and not _model_exists(model):
-        fail(f"{model}: no such model file (a model is NAME.safetensors + NAME.json)")
+    if model is not None:
+        model = resolve_model(model)
+    cli_options.device(device)  # cuda on a machine without it: one line now, not a traceback later
     _check_port(host, port)  # before the model loads: a taken port should fail in a second, with one line
     config = ServeConfig(
         engine=EngineConfig(psi=psi, device=device, gallery_dir=gallery, project_steps=project_steps),
         pool=PoolConfig(max_batch=max_batch, max_wait_ms=batch_wait_ms, max_queue=max_queue),
         cache_bytes=cache_mb << 20)
-    try:
-        source = find_model(model)
-        if source.banner:
-            console.print(f"[yellow]note:[/] {source.banner}")
-        app = create_app(config=config, source=source)
-    except (ModelFileError, ValueError) as e:
-        fail(str(e))
+    source = find_model(model)
+    if source.banner:
+        console.print(f"[yellow]note:[/] {source.banner}")
+    app = create_app(config=config, source=source)
     engine = app.state.engine
+    if engine.directions_note:  # e.g. a directions file computed on other weights, ignored
+        console.print(f"[yellow]warning:[/] {engine.directions_note}", highlight=False, soft_wrap=True)
     console.print(f"serving [bold]{engine.model_id}[/] ({engine.width}x{engine.height}, "
                   f"{len(engine.gallery.files) if engine.gallery else 0} pre-rendered) on http://{host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -83,32 +81,26 @@ def _check_port(host: str, port: int) -> None:
 def gallery_build(
     count: int = typer.Option(10000, min=1, max=2**32, help="How many seeds to pre-render (seeds start..start+count-1)."),
     start: int = typer.Option(0, min=0, max=2**32 - 1, help="First seed."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model file (default: the shipped demo model)."),
+    model: Optional[Path] = model_option(None, help=MODEL_HELP + " Default: the shipped demo model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Gallery folder (default: NAME.gallery beside the model)."),
-    psi: float = typer.Option(0.7, "--psi", help="Truncation; must match `serve --psi` for the server to use it."),
+    psi: float = psi_option(help="Truncation; must match `serve --psi` for the server to use it."),
     batch: int = typer.Option(16, min=1, max=512, help="Images per generator call."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
 ) -> None:
     """Pre-render the gallery as WebP with an index (resumable: seeds already there are skipped)."""
-    from ..edit.state import PSI_RANGE
-    from ..modelfile import ModelFileError
     from .engine import Engine, EngineConfig
     from .gallery import build_gallery, default_gallery_dir
     from .model_source import find_model
 
-    if not PSI_RANGE[0] <= psi <= PSI_RANGE[1]:
-        fail(f"--psi must be in [{PSI_RANGE[0]}, {PSI_RANGE[1]}]")
     if start + count > 2**32:
         fail("start + count must stay within [0, 2^32)")
-    if model is not None and not _model_exists(model):
-        fail(f"{model}: no such model file (a model is NAME.safetensors + NAME.json)")
-    try:
-        source = find_model(model)
-        if source.banner:
-            console.print(f"[yellow]note:[/] {source.banner}")
-        engine = Engine.load(source, EngineConfig(psi=psi, device=device))
-    except (ModelFileError, ValueError) as e:
-        fail(str(e))
+    if model is not None:
+        model = resolve_model(model)
+    cli_options.device(device)  # cuda on a machine without it: one line now, not a traceback later
+    source = find_model(model)
+    if source.banner:
+        console.print(f"[yellow]note:[/] {source.banner}")
+    engine = Engine.load(source, EngineConfig(psi=psi, device=device))
     root = out or default_gallery_dir(source.path)
     try:
         with progress_bar("rendering gallery", total=count, unit="img") as advance:
@@ -118,8 +110,3 @@ def gallery_build(
         fail(f"cannot write the gallery to {root} ({e.strerror or e})")
     console.print(f"gallery: {len(idx.files)} images in {root}")
 
-
-def _model_exists(model: Path) -> bool:
-    from ..modelfile import model_paths
-
-    return all(p.exists() for p in model_paths(model))

@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
-
 from ..errors import UserError
+
 from ..safezip import check_member, open_zip, read_member
 
 log = logging.getLogger("sneakergan.dataset")
