@@ -395,6 +395,12 @@ class Trainer:
         provenance = {"dataset": str(Path(self.cfg.data).resolve()), "dataset_images": self.dataset.num_images,
                       "kimg": self.cur_nimg / 1000, "trained_by": "sneakergan train",
                       **({"transfer_from": str(self.cfg.transfer_from)} if self.cfg.transfer_from else {})}
+        if self.cfg.cond:  # so `generate --class NAME` works on any snapshot, not only on exports
+            from ..labels import dataset_class_names
+
+            names = dataset_class_names(self.cfg.data)
+            if names:
+                provenance["class_names"] = names
         save_checkpoint(snap, self.net_cfg, nets={"G": self.G, "D": self.D, "G_ema": self.G_ema},
                         optimizers={"G": self.opt_G, "D": self.opt_D}, state=self._state(), provenance=provenance)
         run.publish_latest(snap)
