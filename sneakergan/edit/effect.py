@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
+import torch
 
 from .render import Renderer
 from .state import MAX_AMOUNT, EditState
@@ -27,7 +28,10 @@ def direction_effects(renderer: Renderer, ids: Iterable[str] | None = None, seed
         return {}
     states = [EditState(model=renderer.model_id, seed=s, psi=psi, edits=((did, sign * amount),))
               for did in ids for s in seeds for sign in (-1, 1)]
-    arrays = renderer.render_batch(states)
+    # One uncached bulk synthesis: this runs at server start, where seconds count and the editor's caches should
+    # not fill with probe images.
+    ws = torch.stack([renderer.ws(st) for st in states])
+    arrays = renderer.render_ws(ws, batch=32)
     out = {}
     per = 2 * len(seeds)
     for k, did in enumerate(ids):

@@ -73,7 +73,6 @@ class Engine:
     def load(cls, source: ModelSource, config: EngineConfig = EngineConfig()) -> "Engine":
         """Load the generator, its directions (the file beside it, else SeFa computed now) and the gallery index."""
         from ..edit.directions import DirectionSet, DirectionsError, compute_directions, directions_path
-        from ..edit.effect import direction_effects
         from ..edit.latents import LatentStore, latents_dir
         from ..edit.render import Renderer
         from ..generate import load_generator, resolve_device
@@ -97,14 +96,20 @@ class Engine:
         renderer = Renderer(G, directions, model_id=model_id, latents=latents)
         sha = str(meta.get("weights", {}).get("sha256") or hashlib.sha256(weights.read_bytes()).hexdigest())
         gallery = load_index(config.gallery_dir or default_gallery_dir(weights), sha, config.psi)
-        # A slider that moves nothing looks broken: measure each visible direction once and leave out the dead ones.
-        effects = direction_effects(renderer, [d.id for d in directions.visible()], seeds=config.effect_seeds,
-                                    psi=config.psi)
         return cls(source=source, config=config, G=G, model_id=model_id, weights_sha256=sha, directions=directions,
-                   renderer=renderer, latents=latents, gallery=gallery, directions_note=note, effects=effects,
+                   renderer=renderer, latents=latents, gallery=gallery, directions_note=note,
                    # Projection reads G from its own thread while the renderer swaps noise buffers of its G
                    # under its lock: a private copy (made before any render) keeps them apart.
                    _project_G=copy.deepcopy(G))
+
+    def measure_effects(self) -> dict[str, float]:
+        """Measure each visible direction's effect (a second or two; the site runs it in the background right
+        after start, so it answers before this is done). A slider that moves nothing looks broken."""
+        from ..edit.effect import direction_effects
+
+        self.effects = direction_effects(self.renderer, [d.id for d in self.directions.visible()],
+                                         seeds=self.config.effect_seeds, psi=self.config.psi)
+        return self.effects
 
     # ---- facts for pages ----------------------------------------------------------------------------------------
     @property
@@ -116,8 +121,9 @@ class Engine:
         return int(self.G.img_height)
 
     def visible_directions(self) -> list[dict[str, Any]]:
-        """The sliders of the editor: named, non-hidden directions in order whose visible effect was measured at
-        start-up to reach `config.min_effect` (the others still render in old links, they are just not offered)."""
+        """The sliders of the editor: named, non-hidden directions in order whose visible effect, once measured
+        (`measure_effects`), reaches `config.min_effect` (the others still render in old links, they are just not
+        offered). Before the measurement finishes every visible direction is offered."""
         eff = self.effects or {}
         return [{"id": d.id, "name": d.name, "layers": d.layers, "max": MAX_AMOUNT, "method": d.method,
                  "effect": round(eff.get(d.id, 0.0), 3)}

@@ -65,6 +65,7 @@ class Site:
     templates: Jinja2Templates
     asset_version: str
     filler: GalleryFiller | None = None
+    effects_task: "asyncio.Future[Any] | None" = None
 
     @classmethod
     def build(cls, source: ModelSource, config: ServeConfig) -> "Site":
@@ -81,6 +82,7 @@ class Site:
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.pool.start()
+        self.effects_task = asyncio.ensure_future(asyncio.to_thread(self.engine.measure_effects))
         self.filler = GalleryFiller(self.config.gallery_fill, self.gallery_seeds, self.tile_missing,
                                     self.fill_tiles, busy=lambda: self.pool.pending > 0,
                                     batch=self.config.fill_batch)
@@ -89,6 +91,9 @@ class Site:
     async def close(self) -> None:
         if self.filler is not None:
             await self.filler.stop()
+        if self.effects_task is not None:
+            with contextlib.suppress(Exception):
+                await self.effects_task
         await self.pool.close()
         self.jobs.close()
 
