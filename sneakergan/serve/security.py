@@ -34,7 +34,8 @@ class BodyTooLarge(Exception):
     """The request body passed the limit while streaming."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit / (1 << 20):g} MB")
+        super().__init__(f"the request body is larger than {limit >> 20} MB" if limit >= 1 << 20
+                         else f"the request body is larger than {limit >> 10} KB")
         self.limit = limit
 
 
