@@ -28,7 +28,7 @@ test: $(STAMP) chromium
 
 # Refresh the README's screenshots (tests write theirs to a temp folder and never touch docs/).
 screenshots: $(STAMP) chromium
-	SNEAKERGAN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:randomly tests/test_serve_browser.py -k screenshot
+	SNEAKERGAN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:randomly tests/test_serve_browser.py
 
 bench: $(STAMP)
 	$(BIN)/sneakergan bench

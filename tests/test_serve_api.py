@@ -319,8 +319,10 @@ def png_bytes(size=(48, 40), color=(200, 40, 40)) -> bytes:
 
 def test_projection_job_from_upload_to_editor(client, engine):
     r = client.post("/api/project", files={"file": ("shoe.png", png_bytes(), "image/png")})
-    assert r.status_code == 202
+    assert r.status_code == 202 and r.json()["steps"] == 3
     job = r.json()["job"]
+    first = client.get(f"/api/project/{job}").json()
+    assert first["steps"] == 3  # the real step count from the first poll on, never "step 0 of 0"
     deadline = time.time() + 60
     while True:
         s = client.get(f"/api/project/{job}").json()

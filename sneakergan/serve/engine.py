@@ -111,6 +111,19 @@ class Engine:
                                          seeds=self.config.effect_seeds, psi=self.config.psi)
         return self.effects
 
+    def warm_projection(self) -> None:
+        """Pay the projector's one-off costs (photo normalisation imports, torch's first optimiser step, which
+        imports its compiler machinery: seconds on a CPU) before a visitor uploads, so progress moves at once."""
+        import torch
+
+        from ..prepare import normalise  # noqa: F401 - imported for its side effect: loaded once, here
+
+        x = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=0.1)
+        with torch.enable_grad():
+            (x * 2).sum().backward()
+        opt.step()
+
     # ---- facts for pages ----------------------------------------------------------------------------------------
     @property
     def width(self) -> int:

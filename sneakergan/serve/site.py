@@ -82,11 +82,16 @@ class Site:
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.pool.start()
-        self.effects_task = asyncio.ensure_future(asyncio.to_thread(self.engine.measure_effects))
+        self.effects_task = asyncio.ensure_future(asyncio.to_thread(self._warm_up))
         self.filler = GalleryFiller(self.config.gallery_fill, self.gallery_seeds, self.tile_missing,
                                     self.fill_tiles, busy=lambda: self.pool.pending > 0,
                                     batch=self.config.fill_batch)
         self.filler.start()
+
+    def _warm_up(self) -> None:
+        """Background work right after start: which sliders do something, then the projector's first-use costs."""
+        self.engine.measure_effects()
+        self.engine.warm_projection()
 
     async def close(self) -> None:
         if self.filler is not None:
