@@ -215,7 +215,8 @@ def test_a_crowd_of_image_bombs_keeps_memory_bounded(model, tmp_path):
         from sneakergan.serve.engine import EngineConfig
         from pathlib import Path
         app = create_app({str(model)!r}, ServeConfig(engine=EngineConfig(latents_dir=Path({str(tmp_path)!r}) / "l",
-                                                                       gallery_dir=Path({str(tmp_path)!r}) / "g")))
+                                                                       gallery_dir=Path({str(tmp_path)!r}) / "g",
+                                                                       project_steps=1)))
         buf = io.BytesIO(); Image.new("L", (6300, 6300), 200).save(buf, "PNG", optimize=True); bomb = buf.getvalue()
         ok = io.BytesIO(); Image.new("RGB", (4000, 3000), 90).save(ok, "PNG"); ok = ok.getvalue()
         def rss_mb():
@@ -230,18 +231,19 @@ def test_a_crowd_of_image_bombs_keeps_memory_bounded(model, tmp_path):
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
                 print(len(bomb), base, peak, json.dumps([r.status_code for r in rs]))
         asyncio.run(main())
-        app.state.site.jobs.close()
+        sys.stdout.flush()
+        import os; os._exit(0)  # an accepted job may still be projecting: its result is not what is measured
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, (out.stdout[-500:], out.stderr[-2000:])
     size, base, peak, codes = out.stdout.strip().split(" ", 3)
     print(f"bomb {size} bytes; RSS {base} MB before, peak {peak} MB; statuses {codes}")
     assert int(size) < 200_000
     codes = json.loads(codes)
     # Bombs are refused from their header (413), or before their body is read when both job slots are held (503).
     assert set(codes[:12]) <= {413, 503} and 413 in codes[:12]
-    assert set(codes[12:]) <= {202, 503} and codes.count(202) <= 2
+    assert set(codes[12:]) <= {202, 503} and codes.count(202) <= 2, codes
     assert int(peak) - int(base) < 250, f"memory grew from {base} to {peak} MB"
 
 

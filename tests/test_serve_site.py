@@ -93,6 +93,8 @@ def test_gallery_tiles_render_on_demand_and_are_kept(client, model, root):
     tiles = list((root / "gallery" / "live").rglob("*.webp"))
     assert [p.name for p in tiles] == ["0000000.webp"] and tiles[0].read_bytes() == r.content
     assert client.get("/api/gallery?page=0&size=3").json()["items"][0]["ready"] is True
+    assert client.get("/api/sneaker/3141592653.webp").status_code == 200  # a random home-page seed: not kept
+    assert len(list((root / "gallery" / "live").rglob("*.webp"))) == 1
     # A restarted server serves the kept tile without rendering it again.
     with TestClient(create_app(model, site_config(root))) as c2:
         again = c2.get("/api/sneaker/0.webp")

@@ -43,6 +43,8 @@ class ServeConfig:
     max_project_jobs: int = 2
     base_url: str | None = None      # share links start with this; None: the address the server listens on
     gallery_fill: int = 0            # tiles the server renders in the background while idle (serve sets 10,000)
+    max_live_tiles: int = 100_000    # seeds below this are kept on disk when rendered (the gallery's first pages);
+                                     # random home-page seeds are not, so the disk cache stays bounded (~0.5 GB)
     fill_batch: int = 8
     download_side: int = 1024        # the long side of the upscaled download
 
@@ -124,7 +126,8 @@ class Site:
         body = self.cache.get(key)
         if body is not None:
             return body
-        tile = size is None and fmt == self.tiles.ext and self.engine.is_site_seed(state)
+        tile = (size is None and fmt == self.tiles.ext and self.engine.is_site_seed(state)
+                and state.seed < self.config.max_live_tiles)
         if tile:
             path = self.engine.gallery_file(state, fmt)
             if path is not None:
