@@ -144,6 +144,13 @@ def test_home_shows_a_sneaker_and_another_one_changes_it(server, page, shots):
     page.click("#permalink")
     page.wait_for_url(f"**/s/{seed}")
     image_loaded(page, "#sneaker")
+    page.click("#favourite")
+    assert page.get_attribute("#favourite", "aria-pressed") == "true"
+    page.goto(server["url"] + "/breed")
+    page.wait_for_function("() => document.querySelectorAll('#favourites .child').length === 1")
+    from sneakergan.edit.state import EditState
+
+    assert EditState.decode(page.get_attribute("#favourites .child", "data-token")).seed == int(seed)
     assert page.console_errors == []  # the CSP blocks nothing the site itself needs
 
 

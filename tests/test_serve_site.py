@@ -258,3 +258,12 @@ def test_head_is_answered_wherever_get_is(client):
             assert head.headers["content-length"] == get.headers["content-length"], url
     assert client.head("/api/project").status_code == 405
     assert client.head("/nope").status_code == 404
+
+
+def test_serve_command_checks_the_base_url(model):
+    from typer.testing import CliRunner
+
+    from sneakergan.cli import app as cli_app
+
+    r = CliRunner().invoke(cli_app, ["serve", "--model", str(model), "--base-url", "ftp://x"])
+    assert r.exit_code == 2 and "--base-url" in r.output and "Traceback" not in r.output

@@ -57,7 +57,9 @@ def serve(
     config = ServeConfig(
         engine=EngineConfig(psi=psi, device=device, gallery_dir=gallery, project_steps=project_steps),
         pool=PoolConfig(max_batch=max_batch, max_wait_ms=batch_wait_ms, max_queue=max_queue),
-        cache_bytes=cache_mb << 20, base_url=base_url or f"http://{shown_host}:{port}", gallery_fill=prerender)
+        # On a wildcard address the links use the address each visitor reached (the socket's, never Host).
+        cache_bytes=cache_mb << 20, gallery_fill=prerender,
+        base_url=base_url or (None if host in ("0.0.0.0", "::", "") else f"http://{shown_host}:{port}"))
     try:
         source = find_model(model)
         if source.banner:
