@@ -174,6 +174,8 @@ def test_children_open_in_the_editor_and_can_be_edited_and_bred_again(client, en
     grand = client.get("/api/breed", params={"a": child, "b": f"http://x/edit?state={child}", "count": 2})
     assert grand.status_code == 200 and EditState.decode(grand.json()["children"][0]["token"]).generations == 2
     assert client.get(f"/breed?a={child}&b=3").status_code == 200
+    by_link = client.get("/api/breed", params={"a": "https://x/s/5", "b": "6", "count": 1}).json()
+    assert by_link["children"][0]["token"] == child  # a permalink names its seed
 
 
 def test_crossbreeding_bad_parents(client):

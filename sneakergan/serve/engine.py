@@ -165,6 +165,8 @@ class Engine:
     def parent(self, ref: str) -> EditState:
         """A crossbreeding parent from a seed number or a design's share token (or share link)."""
         ref = ref.strip()
+        if "/s/" in ref:  # a pasted permalink
+            ref = ref.rsplit("/s/", 1)[1].split("?", 1)[0].strip("/")
         if ref.isdigit() and len(ref) <= 10:
             seed = int(ref)
             if seed > 2**32 - 1:

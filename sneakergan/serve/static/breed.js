@@ -23,7 +23,9 @@
   function refOf(text) {
     const t = text.trim();
     const m = t.match(/[?&]state=([^&#]+)/);
-    return m ? decodeURIComponent(m[1]) : t;
+    if (m) return decodeURIComponent(m[1]);
+    const s = t.match(/\/s\/(\d+)/);  // a permalink
+    return s ? s[1] : t;
   }
 
   async function breed() {
