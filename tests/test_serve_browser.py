@@ -274,6 +274,16 @@ def test_crossbreeding_two_seeds_gives_children_that_open_in_the_editor(server, 
     page.wait_for_function("() => document.querySelector('#view').src.startsWith('blob:')")
     image_loaded(page, "#view")
     assert not np.array_equal(pixels(image_bytes(page, "#view")), kids[2])  # a child edits like any design
+
+    # A pasted permalink as parent B: new parent, new children.
+    page.goto(server["url"] + "/breed?a=11&b=22")
+    page.wait_for_function("() => document.querySelectorAll('#children .child img').length === 6")
+    before = page.get_attribute("#children .child:nth-child(2)", "data-token")
+    page.fill("#ref-b", server["url"] + "/s/33")
+    page.click("[data-use='b']")
+    page.wait_for_function("() => document.querySelector('#parent-b').getAttribute('src') === '/api/sneaker/33.webp'")
+    page.wait_for_function(f"() => document.querySelector('#children .child:nth-child(2)').dataset.token !== '{before}'")
+    assert "b=33" in page.url
     assert page.console_errors == []
 
 
