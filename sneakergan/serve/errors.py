@@ -15,7 +15,7 @@ from ..edit.state import EditStateError
 from .engine import BadInput, WrongModel
 from .pool import Overloaded
 from .security import BodyTooLarge
-from .site import ClientGone, get_site
+from .site import ClientGone
 from .uploads import UploadRefused
 
 # What a visitor reads, by status; a page adds the specific sentence when there is a safe one.
@@ -87,7 +87,7 @@ def answer(request: Request, status: int, message: str, headers: dict[str, str] 
     if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     title, text = page or PAGE_WORDS.get(status, PAGE_WORDS[500 if status >= 500 else 400])
-    site = get_site(request)
+    site = request.app.state.site
     return site.templates.TemplateResponse(request, "error.html", site.page_context(
         "error", status=status, title=title, text=text), status_code=status, headers=headers)
 

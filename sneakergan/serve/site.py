@@ -197,8 +197,8 @@ class Site:
                 "height": e.height, "asset_version": self.asset_version, **extra}
 
 
-def get_site(request: Request) -> Site:
-    """The dependency every route takes."""
+async def get_site(request: Request) -> Site:
+    """The dependency every route takes (async, so FastAPI does not hop to a worker thread for it)."""
     return request.app.state.site
 
 
