@@ -246,7 +246,9 @@ def test_a_crowd_of_image_bombs_keeps_memory_bounded(model, tmp_path):
     # of the usable photos, two take the two job slots and are decoded, the rest wait outside (503).
     assert set(codes[:12]) <= {413, 503} and 413 in codes[:12], codes
     assert sorted(codes[12:]) == [202, 202] + [503] * 10, codes
-    assert int(peak) - int(base) < 250, f"memory grew from {base} to {peak} MB"
+    # At most two photos decode at once (the job slots), each at most 25 Mpx x 4 bytes (Pillow keeps RGB as RGBX):
+    # 200 MB, plus room for the allocator. Measured: +45 MB for the bombs alone, +120-250 MB with two 12 MP decodes.
+    assert int(peak) - int(base) < 350, f"memory grew from {base} to {peak} MB"
 
 
 # ---- slow clients ---------------------------------------------------------------------------------------------------
