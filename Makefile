@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test install chromium bench
+.PHONY: serve test install chromium bench screenshots
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,13 +18,17 @@ install: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-# The gallery is pre-rendered once (WebP beside the model; later runs skip what exists), then the site starts.
+# Install, then start: the site answers at once; gallery tiles are rendered on demand and filled in while idle.
+# (`sneakergan gallery build` still pre-renders everything ahead of time for those who want it.)
 serve: $(STAMP)
-	$(BIN)/sneakergan gallery build --count 10000
 	$(BIN)/sneakergan serve
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n 2 -q tests
+
+# Refresh the README's screenshots (tests write theirs to a temp folder and never touch docs/).
+screenshots: $(STAMP) chromium
+	SNEAKERGAN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:randomly tests/test_serve_browser.py
 
 bench: $(STAMP)
 	$(BIN)/sneakergan bench

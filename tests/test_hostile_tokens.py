@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sneakergan.edit.state import MAX_TOKEN_CHARS, EditState, EditStateError, json_depth
+from sneakergan.edit.state import MAX_TOKEN_CHARS, MAX_TOKEN_DEPTH, EditState, EditStateError, json_depth
 from sneakergan.errors import UserError
 
 
@@ -24,7 +24,7 @@ def test_deep_nesting_is_a_clear_error_not_recursion():
     # The token: 1,336 characters whose JSON nests 1,000 levels (a RecursionError and a 500 before).
     token = _wrap(b"[" * 1000 + b"]" * 1000)
     assert len(token) <= MAX_TOKEN_CHARS
-    with pytest.raises(EditStateError, match="nests deeper than 3 levels"):
+    with pytest.raises(EditStateError, match=f"nests deeper than {MAX_TOKEN_DEPTH} levels"):
         EditState.decode(token)
     # Deep inside an otherwise valid state, and with objects instead of arrays.
     for body in (b'["m",1,1.0,[["d",' + b"[" * 900 + b"]" * 900 + b"]]]",

@@ -252,7 +252,8 @@ def test_gallery_api_without_an_index_walks_the_seeds(client):
     assert [i["seed"] for i in p0["items"]] == [0, 1, 2, 3, 4] and p0["next"] == 1
     p2 = client.get("/api/gallery?page=2&size=5").json()
     assert [i["seed"] for i in p2["items"]] == [10, 11, 12, 13, 14]
-    assert p2["items"][0] == {"seed": 10, "image": "/api/sneaker/10.webp", "permalink": "/s/10", "prerendered": False}
+    assert p2["items"][0] == {"seed": 10, "image": "/api/sneaker/10.webp", "permalink": "/s/10", "prerendered": False,
+                              "ready": False}
     assert client.get("/api/gallery").json()["size"] == 60
     last = client.get(f"/api/gallery?page={2**32 // 200 - 1}&size=200").json()
     assert last["items"][-1]["seed"] <= 2**32 - 1
@@ -318,8 +319,10 @@ def png_bytes(size=(48, 40), color=(200, 40, 40)) -> bytes:
 
 def test_projection_job_from_upload_to_editor(client, engine):
     r = client.post("/api/project", files={"file": ("shoe.png", png_bytes(), "image/png")})
-    assert r.status_code == 202
+    assert r.status_code == 202 and r.json()["steps"] == 3
     job = r.json()["job"]
+    first = client.get(f"/api/project/{job}").json()
+    assert first["steps"] == 3  # the real step count from the first poll on, never "step 0 of 0"
     deadline = time.time() + 60
     while True:
         s = client.get(f"/api/project/{job}").json()
@@ -340,7 +343,7 @@ def test_projection_job_from_upload_to_editor(client, engine):
 
 def test_projection_rejects_bad_uploads(client):
     r = client.post("/api/project", files={"file": ("x.png", b"this is not an image", "image/png")})
-    assert r.status_code == 400 and "not an image" in r.json()["error"]
+    assert r.status_code == 415 and "not a PNG, JPEG or WebP" in r.json()["error"]
     r = client.post("/api/project", files={"file": ("x.png", png_bytes()[:60], "image/png")})
     assert r.status_code == 400
     r = client.post("/api/project", files={"file": ("x.png", b"", "image/png")})
@@ -351,8 +354,8 @@ def test_projection_rejects_bad_uploads(client):
     Image.new("1", (10000, 10000)).save(bomb, "PNG")  # 100 Mpx that compress to a few kB
     assert len(bomb.getvalue()) < 2**20
     r = client.post("/api/project", files={"file": ("bomb.png", bomb.getvalue(), "image/png")})
-    assert r.status_code == 400 and "pixels" in r.json()["error"]
-    assert client.post("/api/project").status_code == 422
+    assert r.status_code == 413 and "megapixels" in r.json()["error"]
+    assert client.post("/api/project").status_code == 415  # no multipart body at all
 
 
 # ---- load shedding, batching, caches --------------------------------------------------------------------------------
@@ -472,7 +475,7 @@ def test_job_runner_reports_progress_failures_and_sheds_load():
             assert time.time() < deadline
             time.sleep(0.01)
         assert runner.get(job.id).to_json() | {"job": None} == {
-            "job": None, "status": "done", "progress": 1.0, "step": 3, "steps": 3, "result": {"echo": "ok"},
+            "job": None, "status": "done", "progress": 1.0, "step": 3, "steps": 3, "phase": "", "result": {"echo": "ok"},
             "error": None}
         bad = runner.submit("bad")
         while runner.get(bad.id).status not in ("done", "failed"):

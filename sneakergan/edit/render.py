@@ -12,6 +12,15 @@ those keys in bounded LRUs:
   seed share their coarse blocks even inside one batch;
 - finished images per state.
 
+Crossbred designs (`state.cross`) plan both parents (recursively) and blend their ws per level, with keys that
+name both parents, so a child shares the caches of its parents' layers; a row of children from the same parents
+shares all of their mapping work.
+
+This is the one render path: callers (the website, the CLI) never choose how a state is drawn. A batch with many
+plain seeds (a gallery page) draws those in one bulk synthesis without the block cache (their blocks would only
+evict the editor's); a few plain seeds (a home page, the editor opening a seed) take the cached path, so the
+first slider move re-uses their blocks.
+
 `render_batch` runs the blocks that are missing for several states as one batch per block. Noise mode
 'random' draws the noise from a torch generator seeded by the state's seed (as `generate` does), so it is
 deterministic too; those states and latents with their own projected noise skip the block cache.
@@ -33,15 +42,37 @@ import torch
 
 from ..generate import images_to_uint8, seeds_to_z
 from .directions import Direction, DirectionSet, directions_path
+from .identity import model_id
 from .latents import LatentError, LatentStore, latents_dir
 from .layers import layer_indices
-from .state import EditState, EditStateError
+from .state import BLEND_LEVELS, EditState, EditStateError
 
 
 def model_id_for(path: str | Path) -> str:
-    """The model id a model file answers to: its name without .safetensors / .json."""
-    p = Path(path)
-    return p.stem if p.suffix in (".safetensors", ".json") else p.name
+    """The model id a model file answers to (kept for callers; the rule lives in `edit.identity.model_id`)."""
+    return model_id(path)
+
+
+def is_plain(state: EditState) -> bool:
+    """A seed at some truncation and nothing else: what `generate` draws for that seed."""
+    return (state.seed is not None and state.cross is None and not state.edits and not state.mixes
+            and state.noise != "random")
+
+
+def leaves(state: EditState) -> Iterator[EditState]:
+    """The seed / latent states a design is made from (itself, or its crossbred ancestors)."""
+    if state.cross is None:
+        yield state
+    else:
+        yield from leaves(state.cross.a)
+        yield from leaves(state.cross.b)
+
+
+def noise_source(state: EditState) -> EditState:
+    """Whose noise a design uses: its own, or (crossbred) its first parent's, recursively."""
+    while state.cross is not None:
+        state = state.cross.a
+    return state
 
 
 class LRU:
@@ -132,6 +163,7 @@ class Renderer:
         for sl in G.synthesis.style_layers():
             by_block.setdefault(sl.name.split(".")[0], []).append(sl)
         self._style_layers = [by_block[f"b{res}"] for res in G.synthesis.block_resolutions]
+        self.bulk_min = 4  # plain seeds per batch from which they skip the block cache (see the module docstring)
         n = cache_size
         self.w_cache = LRU(n * 4)
         self.latent_cache = LRU(n)
@@ -156,15 +188,17 @@ class Renderer:
         if state.model != self.model_id:
             raise EditStateError(f"state is for model {state.model!r}, this renderer serves {self.model_id!r}")
         state.validate(directions=self.directions.keys(), num_ws=self.num_ws)
-        if state.latent is not None:
+        for leaf in leaves(state):
+            if leaf.latent is None:
+                continue
             if self.latents is None:
                 raise EditStateError("this renderer has no projected latents")
             try:
-                self.latents.path(state.latent)
+                self.latents.path(leaf.latent)
             except LatentError as e:
                 raise EditStateError(str(e)) from None
-            if not self.latents.path(state.latent).exists():
-                raise EditStateError(f"unknown latent {state.latent!r}")
+            if not self.latents.path(leaf.latent).exists():
+                raise EditStateError(f"unknown latent {leaf.latent!r}")
         return state
 
     def render(self, state: EditState) -> np.ndarray:
@@ -182,13 +216,21 @@ class Renderer:
             if not todo:
                 return out  # type: ignore[return-value]
             plans = [self._plan(states[i]) for i in todo]
-            cached_path = [p for p in plans if p["cacheable"]]
+            plain = [p for p in plans if p["plain"]]
+            if len(plain) < self.bulk_min:
+                for p in plain:
+                    p["plain"] = False
+                plain = []
+            cached_path = [p for p in plans if p["cacheable"] and not p["plain"]]
             imgs: dict[int, torch.Tensor] = {}
+            if plain:
+                for p, img in zip(plain, self._synthesize_plain(plain)):
+                    imgs[id(p)] = img
             if cached_path:
                 for p, img in zip(cached_path, self._synthesize_cached(cached_path)):
                     imgs[id(p)] = img
             for p in plans:
-                if not p["cacheable"]:
+                if not p["cacheable"] and not p["plain"]:
                     imgs[id(p)] = self._synthesize_alone(p)
             for i, p in zip(todo, plans):
                 arr = images_to_uint8(imgs[id(p)], self.invert)[0]
@@ -209,6 +251,8 @@ class Renderer:
         """The state's ws before mixes and edits [num_ws, w_dim]."""
         with self._lock:
             self.validate(state)
+            if state.cross is not None:
+                return self._plan(state.replace(edits=(), mixes=()))["ws"].clone()
             return self._source_ws(("latent", state.latent) if state.latent else ("seed", state.seed), state.psi)
 
     @torch.inference_mode()
@@ -275,18 +319,35 @@ class Renderer:
             w = self._latent(source[1])[0]
         return self.G.mapping.w_avg.lerp(w, psi) if psi != 1 else w.clone()
 
-    def _plan(self, state: EditState) -> dict[str, Any]:
+    def _seeds_of(self, state: EditState) -> list[int]:
+        out = [m[0] for m in state.mixes]
+        if state.cross is not None:
+            return out + self._seeds_of(state.cross.a) + self._seeds_of(state.cross.b)
+        return out + [state.seed] * (state.seed is not None)
+
+    def _plan(self, state: EditState, prefetched: bool = False) -> dict[str, Any]:
         """Final ws plus a key per ws index naming exactly what determines that w."""
-        self._prefetch_seeds([state.seed] * (state.seed is not None) + [m[0] for m in state.mixes])
-        base = ("latent", state.latent) if state.latent is not None else ("seed", state.seed)
-        ws = self._source_ws(base, state.psi)
-        sources = [base] * self.num_ws
+        if not prefetched:
+            self._prefetch_seeds(self._seeds_of(state))
+        if state.cross is None:
+            base = ("latent", state.latent) if state.latent is not None else ("seed", state.seed)
+            ws = self._source_ws(base, state.psi)
+            sources: list[Any] = [(base, state.psi)] * self.num_ws
+        else:
+            # A child: each level of ws moves from parent a's towards parent b's by that level's blend.
+            pa, pb = self._plan(state.cross.a, True), self._plan(state.cross.b, True)
+            ws = pa["ws"].clone()
+            sources = [None] * self.num_ws
+            for level, t in zip(BLEND_LEVELS, state.cross.blend):
+                for i in layer_indices(level, self.num_ws):
+                    ws[i] = pa["ws"][i].lerp(pb["ws"][i], t) if t else pa["ws"][i]
+                    sources[i] = ("cross", pa["keys"][i], pb["keys"][i], t)
         for seed, layers in state.mixes:
             idx = layer_indices(layers, self.num_ws)
             other = self._source_ws(("seed", seed), state.psi)
             ws[idx] = other[idx]
             for i in idx:
-                sources[i] = ("seed", seed)
+                sources[i] = (("seed", seed), state.psi)
         per_layer_edits: list[list[tuple[str, float]]] = [[] for _ in range(self.num_ws)]
         for did, amount in state.edits:
             if amount == 0:
@@ -295,9 +356,10 @@ class Renderer:
             ws[idx] += amount * self._dir_vec[did]
             for i in idx:
                 per_layer_edits[i].append((did, amount))
-        keys = tuple((sources[i], state.psi, tuple(per_layer_edits[i])) for i in range(self.num_ws))
-        latent_noise = state.latent is not None and state.noise == "const" and bool(self._latent(state.latent)[1])
-        return {"state": state, "ws": ws, "keys": keys, "noise": state.noise,
+        keys = tuple((sources[i], tuple(per_layer_edits[i])) for i in range(self.num_ws))
+        root = noise_source(state)
+        latent_noise = root.latent is not None and state.noise == "const" and bool(self._latent(root.latent)[1])
+        return {"state": state, "ws": ws, "keys": keys, "noise": state.noise, "plain": is_plain(state),
                 "cacheable": state.noise != "random" and not latent_noise}
 
     # ---- synthesis --------------------------------------------------------------------------------------------
@@ -349,15 +411,28 @@ class Renderer:
                         cur[i] = res
         return [c[1] for c in cur]
 
+    def _synthesize_plain(self, plans: list[dict[str, Any]]) -> list[torch.Tensor]:
+        """Plain seeds in one synthesis call per noise mode, as `generate` draws them (no block cache)."""
+        out: dict[int, torch.Tensor] = {}
+        by_noise: dict[str, list[int]] = {}
+        for i, p in enumerate(plans):
+            by_noise.setdefault(p["noise"], []).append(i)
+        for noise, idx in by_noise.items():
+            img = self.G.synthesis(torch.stack([plans[i]["ws"] for i in idx]), noise_mode=noise)
+            for j, i in enumerate(idx):
+                out[i] = img[j: j + 1]
+        return [out[i] for i in range(len(plans))]
+
     def _synthesize_alone(self, plan: dict[str, Any]) -> torch.Tensor:
-        state = plan["state"]
+        state = noise_source(plan["state"])
         ws = plan["ws"].unsqueeze(0)
         styles = [[s.unsqueeze(0) for s in self._styles(b, plan["keys"], plan["ws"])]
                   for b in range(len(self._blocks))]
         seed = state.seed if state.seed is not None else int(hashlib.sha256(state.latent.encode()).hexdigest()[:8], 16)
-        noise_maps = self._latent(state.latent)[1] if state.latent is not None and state.noise == "const" else {}
-        with self._noise_rng(seed if state.noise == "random" else None), self._swap_noise(noise_maps):
-            return self.G.synthesis(ws, noise_mode=state.noise, styles=styles)
+        noise = plan["noise"]  # the design's own mode; only the noise maps / rng seed come from its root
+        noise_maps = self._latent(state.latent)[1] if state.latent is not None and noise == "const" else {}
+        with self._noise_rng(seed if noise == "random" else None), self._swap_noise(noise_maps):
+            return self.G.synthesis(ws, noise_mode=noise, styles=styles)
 
     @contextmanager
     def _noise_rng(self, seed: int | None) -> Iterator[None]:

@@ -519,7 +519,7 @@ def _ground_shadow(f: _Frame, p: dict) -> np.ndarray:
     cx, cy = f.x0 + 0.5 * f.length_px, f.ground
     ImageDraw.Draw(mask).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=255)
     soft = np.asarray(mask.filter(ImageFilter.GaussianBlur(f.length_px * 0.02)), dtype=np.float32) / 255
-    return 1.0 - 0.14 * soft
+    return 1.0 - p.get("shadow", 0.14) * soft
 
 
 def canvas_size(resolution: int, aspect: tuple[int, int] = (1, 1)) -> tuple[int, int]:

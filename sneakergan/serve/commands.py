@@ -33,6 +33,10 @@ def serve(
     max_queue: int = typer.Option(256, min=1, help="Queued renders beyond which requests get 503 + Retry-After."),
     cache_mb: int = typer.Option(64, min=0, help="Server-side image cache size (MB)."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Public address share links start with "
+                                           "(default: http://HOST:PORT as started)."),
+    prerender: int = typer.Option(10000, "--prerender", min=0, max=2**32,
+                                  help="Gallery tiles rendered in the background while idle (0: only on demand)."),
 ) -> None:
     """Serve "This Sneaker Does Not Exist": home page, permalinks, gallery, editor and JSON API."""
     import uvicorn
@@ -46,10 +50,15 @@ def serve(
         model = resolve_model(model)
     cli_options.device(device)  # cuda on a machine without it: one line now, not a traceback later
     _check_port(host, port)  # before the model loads: a taken port should fail in a second, with one line
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        fail("--base-url must start with http:// or https://")
+    shown_host = f"[{host}]" if ":" in host else host
     config = ServeConfig(
         engine=EngineConfig(psi=psi, device=device, gallery_dir=gallery, project_steps=project_steps),
         pool=PoolConfig(max_batch=max_batch, max_wait_ms=batch_wait_ms, max_queue=max_queue),
-        cache_bytes=cache_mb << 20)
+        # On a wildcard address the links use the address each visitor reached (the socket's, never Host).
+        cache_bytes=cache_mb << 20, gallery_fill=prerender,
+        base_url=base_url or (None if host in ("0.0.0.0", "::", "") else f"http://{shown_host}:{port}"))
     source = find_model(model)
     if source.banner:
         console.print(f"[yellow]note:[/] {source.banner}")
@@ -58,8 +67,13 @@ def serve(
     if engine.directions_note:  # e.g. a directions file computed on other weights, ignored
         console.print(f"[yellow]warning:[/] {engine.directions_note}", highlight=False, soft_wrap=True)
     console.print(f"serving [bold]{engine.model_id}[/] ({engine.width}x{engine.height}, "
-                  f"{len(engine.gallery.files) if engine.gallery else 0} pre-rendered) on http://{host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+                  f"{len(engine.gallery.files) if engine.gallery else 0} pre-rendered) on http://{shown_host}:{port}/")
+    from .protocol import TimedH11Protocol
+
+    # Slow or idle clients must not hold sockets: keep-alive 5 s, a request's head within 10 s, body chunks
+    # within 15 s of each other (TimedH11Protocol), and at most 1000 connections at once (503 beyond).
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=TimedH11Protocol, timeout_keep_alive=5,
+                limit_concurrency=1000, h11_max_incomplete_event_size=16 << 10)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -1,7 +1,9 @@
 """What the routes need from the model: loading, edit states from URLs, rendering to image bytes, projection.
 
-The engine owns no HTTP: app.py turns its errors (`EditStateError`, `BadInput`) into 4xx answers. Rendering
-functions here run in worker threads (the render pool, the projection job runner), never on the event loop.
+The engine owns no HTTP: the app turns its errors (`EditStateError`, `BadInput`) into 4xx answers. Rendering
+goes through the edit layer's one render path (`Renderer.render_batch`), which decides how each state is drawn.
+Rendering functions here run in worker threads (the render pool, the projection job runner), never on the event
+loop.
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ..edit.identity import model_id as model_id_of
 from ..edit.state import MAX_AMOUNT, MAX_EDITS, MAX_MIXES, PSI_RANGE, EditState, EditStateError
 from .gallery import GalleryIndex, default_gallery_dir, load_index
-from .images import encode_image
+from .images import encode_image, upscale
 from .model_source import ModelSource
 
 log = logging.getLogger("sneakergan.serve")
@@ -30,6 +32,10 @@ class BadInput(ValueError):
     """A request parameter is malformed; the message is shown to the client as is."""
 
 
+# What the render pool is asked for: a state, an image format and the long side in pixels (None: native size).
+RenderKey = tuple[EditState, str, "int | None"]
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Model-side settings of the site."""
@@ -39,8 +45,10 @@ class EngineConfig:
     gallery_dir: Path | None = None     # default: NAME.gallery beside the model
     latents_dir: Path | None = None     # default: NAME.latents beside the model
     project_steps: int = 150            # optimisation steps of a photo projection
-    max_image_pixels: int = 40_000_000  # decompression-bomb limit for uploads
+    project_w_samples: int = 2000       # w samples for the projector's start point (10k took seconds before step 1)
     direction_samples: int = 2000       # w samples for sigma when directions are computed on the fly
+    effect_seeds: tuple[int, ...] = (0, 1, 2)  # seeds on which each direction's visible effect is measured
+    min_effect: float = 0.5             # mean |pixel change| between -2 and +2 sigma below which a slider is left out
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Engine:
     latents: Any                        # sneakergan.edit.latents.LatentStore
     gallery: GalleryIndex | None = None
     directions_note: str | None = None
+    effects: dict[str, float] | None = None  # direction id -> measured visible effect (mean |pixel change|)
     _project_G: Any = None
 
     # ---- loading ------------------------------------------------------------------------------------------------
@@ -72,7 +81,7 @@ class Engine:
         weights, _ = model_paths(source.path)
         meta = read_meta(source.path)
         G = load_generator(source.path, resolve_device(config.device))
-        model_id = _model_id(weights)
+        model_id = model_id_of(weights)
         note = None
         try:
             directions = DirectionSet.load(directions_path(weights))
@@ -93,6 +102,28 @@ class Engine:
                    # under its lock: a private copy (made before any render) keeps them apart.
                    _project_G=copy.deepcopy(G))
 
+    def measure_effects(self) -> dict[str, float]:
+        """Measure each visible direction's effect (a second or two; the site runs it in the background right
+        after start, so it answers before this is done). A slider that moves nothing looks broken."""
+        from ..edit.effect import direction_effects
+
+        self.effects = direction_effects(self.renderer, [d.id for d in self.directions.visible()],
+                                         seeds=self.config.effect_seeds, psi=self.config.psi)
+        return self.effects
+
+    def warm_projection(self) -> None:
+        """Pay the projector's one-off costs (photo normalisation imports, torch's first optimiser step, which
+        imports its compiler machinery: seconds on a CPU) before a visitor uploads, so progress moves at once."""
+        import torch
+
+        from ..prepare import normalise  # noqa: F401 - imported for its side effect: loaded once, here
+
+        x = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.Adam([x], lr=0.1)
+        with torch.enable_grad():
+            (x * 2).sum().backward()
+        opt.step()
+
     # ---- facts for pages ----------------------------------------------------------------------------------------
     @property
     def width(self) -> int:
@@ -103,9 +134,13 @@ class Engine:
         return int(self.G.img_height)
 
     def visible_directions(self) -> list[dict[str, Any]]:
-        """The sliders of the editor: named, non-hidden directions in order."""
-        return [{"id": d.id, "name": d.name, "layers": d.layers, "max": MAX_AMOUNT, "method": d.method}
-                for d in self.directions.visible()]
+        """The sliders of the editor: named, non-hidden directions in order whose visible effect, once measured
+        (`measure_effects`), reaches `config.min_effect` (the others still render in old links, they are just not
+        offered). Before the measurement finishes every visible direction is offered."""
+        eff = self.effects or {}
+        return [{"id": d.id, "name": d.name, "layers": d.layers, "max": MAX_AMOUNT, "method": d.method,
+                 "effect": round(eff.get(d.id, 0.0), 3)}
+                for d in self.directions.visible() if self.effects is None or eff.get(d.id, 0.0) >= self.config.min_effect]
 
     def limits(self) -> dict[str, Any]:
         return {"psi_min": PSI_RANGE[0], "psi_max": PSI_RANGE[1], "max_amount": MAX_AMOUNT, "max_edits": MAX_EDITS,
@@ -119,17 +154,32 @@ class Engine:
     def check(self, state: EditState) -> EditState:
         """Validate a state against this model (its id, directions, layer ranges and latents)."""
         if state.model != self.model_id:
-            raise EditStateError(f"this design was made with model {state.model!r}; this server serves "
-                                 f"{self.model_id!r}")
+            raise WrongModel(f"this design was made with model {state.model!r}; this server serves "
+                             f"{self.model_id!r}")
         return self.renderer.validate(state)
 
     def decode(self, token: str) -> EditState:
         """A share token -> a checked state; any malformed token is an EditStateError."""
         return self.check(EditState.decode(token))
 
+    def parent(self, ref: str) -> EditState:
+        """A crossbreeding parent from a seed number or a design's share token (or share link)."""
+        ref = ref.strip()
+        if "/s/" in ref:  # a pasted permalink
+            ref = ref.rsplit("/s/", 1)[1].split("?", 1)[0].strip("/")
+        if ref.isdigit() and len(ref) <= 10:
+            seed = int(ref)
+            if seed > 2**32 - 1:
+                raise BadInput(f"seed {seed} is out of range [0, 2^32)")
+            return self.seed_state(seed)
+        if "state=" in ref:  # a pasted share link
+            ref = ref.split("state=", 1)[1].split("&", 1)[0]
+        return self.decode(ref)
+
     def state_from_params(self, seed: int | None, latent: str | None, psi: float | None, edits: list[str],
-                          mixes: list[str]) -> EditState:
-        """The editor's query form: `edit=ID:AMOUNT` and `mix=SEED:LAYERS`, repeated."""
+                          mixes: list[str], cross: str | None = None) -> EditState:
+        """The editor's query form: `edit=ID:AMOUNT` and `mix=SEED:LAYERS`, repeated; `cross` is the token of a
+        crossbred design (edits and mixes are then applied on top of it)."""
         if len(edits) > MAX_EDITS:
             raise BadInput(f"too many edits ({len(edits)}); at most {MAX_EDITS}")
         if len(mixes) > MAX_MIXES:
@@ -150,12 +200,27 @@ class Engine:
             if not sep or not s.isdigit() or len(s) > 10:
                 raise BadInput(f"mix {m[:80]!r}: expected SEED:LAYERS, e.g. 7:coarse")
             parsed_mixes.append((int(s), layers))
+        if cross is not None:
+            if seed is not None or latent is not None:
+                raise BadInput("give either a crossbred design (cross) or a seed or latent, not both")
+            child = self.decode(cross)
+            if child.cross is None:
+                raise BadInput("cross must be the token of a crossbred design")
+            return self.check(child.replace(psi=child.psi if psi is None else psi, edits=tuple(parsed_edits),
+                                            mixes=tuple(parsed_mixes)))
         if seed is None and latent is None:
             raise BadInput("give a state token, or a seed (or latent) with optional psi, edit and mix parameters")
         state = EditState(model=self.model_id, seed=seed, latent=latent,
                           psi=(1.0 if latent is not None else self.config.psi) if psi is None else psi,
                           edits=tuple(parsed_edits), mixes=tuple(parsed_mixes))
         return self.check(state)
+
+    def children(self, a: EditState, b: EditState, blend: tuple[float, float, float], count: int, variety: float,
+                 row: int) -> list[EditState]:
+        """A row of crossbred children (checked against this model)."""
+        from ..edit.breed import children
+
+        return [self.check(c) for c in children(a, b, blend, count=count, variety=variety, row=row)]
 
     def _example_direction(self) -> str:
         vis = self.directions.visible()
@@ -166,46 +231,27 @@ class Engine:
         """The same sneaker without edits or mixes: the editor's 'before'."""
         return state.replace(edits=(), mixes=())
 
-    def etag(self, token: str, fmt: str) -> str:
+    def etag(self, token: str, fmt: str, size: int | None = None) -> str:
         """Weak validator of an image: the weights, the state and the format decide the picture.
 
         Weak because float round-off may differ with the batch a render shared (at most one level in a few pixels),
         so two servers can send slightly different bytes for the same, equivalent image.
         """
-        h = hashlib.sha256(f"{self.weights_sha256}\0{token}\0{fmt}".encode()).hexdigest()[:32]
+        h = hashlib.sha256(f"{self.weights_sha256}\0{token}\0{fmt}\0{size or ''}".encode()).hexdigest()[:32]
         return f'W/"{h}"'
 
     # ---- rendering (worker threads) -----------------------------------------------------------------------------
     def render_arrays(self, states: list[EditState]) -> list[np.ndarray]:
-        """uint8 HxWx3 per state. Plain seeds (home page, gallery) take the generator's bulk path; designs with
-        edits, mixes or a latent take the renderer, whose per-layer caches make slider moves cheap."""
-        out: list[np.ndarray | None] = [None] * len(states)
-        plain = [i for i, s in enumerate(states) if _is_plain(s)]
-        by_psi: dict[float, list[int]] = {}
-        for i in plain:
-            by_psi.setdefault(states[i].psi, []).append(i)
-        for psi, idx in by_psi.items():
-            for i, arr in zip(idx, self._generate([states[i].seed for i in idx], psi)):
-                out[i] = arr
-        rest = [i for i in range(len(states)) if out[i] is None]
-        if rest:
-            for i, arr in zip(rest, self.renderer.render_batch([states[i] for i in rest])):
-                out[i] = arr
-        return out  # type: ignore[return-value]
+        """uint8 HxWx3 per state, through the edit layer's one render path."""
+        return self.renderer.render_batch(states)
 
-    def _generate(self, seeds: list[int], psi: float) -> list[np.ndarray]:
-        from ..generate import generate_images
-
-        return [arr for _, arr in generate_images(self.G, seeds, psi=psi, noise_mode="const",
-                                                  batch_size=max(1, len(seeds)))]
-
-    def render_keys(self, keys: list[tuple[EditState, str]]) -> list[bytes | Exception]:
-        """The render pool's batch function: each distinct state rendered once, then encoded per format.
+    def render_keys(self, keys: list[RenderKey]) -> list[bytes | Exception]:
+        """The render pool's batch function: each distinct state rendered once, then encoded per format and size.
 
         A state that turned bad after validation (its latent file deleted meanwhile) must not fail the requests
         it happened to share a batch with: the batch is retried one state at a time and only that one fails.
         """
-        states = list(dict.fromkeys(s for s, _ in keys))
+        states = list(dict.fromkeys(k[0] for k in keys))
         try:
             arrays: dict[EditState, np.ndarray | Exception] = dict(zip(states, self.render_arrays(states)))
         except EditStateError:
@@ -215,65 +261,45 @@ class Engine:
                     arrays[s] = self.render_arrays([s])[0]
                 except EditStateError as e:
                     arrays[s] = e
-        return [a if isinstance(a, Exception) else encode_image(a, fmt) for a, fmt in ((arrays[s], f) for s, f in keys)]
+        out: list[bytes | Exception] = []
+        for state, fmt, size in keys:
+            a = arrays[state]
+            out.append(a if isinstance(a, Exception) else encode_image(upscale(a, size) if size else a, fmt))
+        return out
 
     def render_seeds(self, seeds: list[int]) -> list[np.ndarray]:
         """Plain seed images exactly as the site serves them (the gallery builder's render function)."""
         return self.render_arrays([self.seed_state(s) for s in seeds])
 
+    def is_site_seed(self, state: EditState) -> bool:
+        """Whether a state is a plain seed at the site's truncation (a gallery tile, a permalink, the home page)."""
+        return state == self.seed_state(state.seed) if state.seed is not None else False
+
     def gallery_file(self, state: EditState, fmt: str) -> Path | None:
         """The pre-rendered file of a plain seed state, when the gallery has it."""
-        if (self.gallery is None or fmt != self.gallery.ext or state.seed is None or state.edits or state.mixes
-                or state.latent is not None or state.psi != self.config.psi or state.noise != "const"):
+        if self.gallery is None or fmt != self.gallery.ext or not self.is_site_seed(state):
             return None
         return self.gallery.path(state.seed)
 
-    # ---- uploads and projection (job thread) -------------------------------------------------------------------
-    def read_upload(self, data: bytes) -> Any:
-        """Bytes -> an RGB PIL image, or BadInput for anything that is not a sane image."""
-        import io
+    # ---- projection (job thread) ------------------------------------------------------------------------------
+    def project(self, image: Any, progress: Callable[..., None]) -> dict[str, Any]:
+        """Find the latent that draws `image`, store it, and return the edit state that shows it.
 
-        from PIL import Image, UnidentifiedImageError
+        `progress(done, total, phase)` is called at once (so a page never shows "step 0 of 0") and after each step.
+        """
+        from ..edit.project import ProjectConfig, project
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
-                w, h = img.size
-                if w * h > self.config.max_image_pixels:
-                    raise BadInput(f"image is {w}x{h} pixels; at most {self.config.max_image_pixels:,} pixels")
-                img.load()
-        except BadInput:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise BadInput(f"the image has too many pixels; at most {self.config.max_image_pixels:,}") from None
-        except UnidentifiedImageError:
-            raise BadInput("the upload is not an image we can read (PNG, JPEG or WebP)") from None
-        except (OSError, SyntaxError, ValueError, EOFError):
-            raise BadInput("the image file is damaged or truncated") from None
-        return img.convert("RGB")
-
-    def project(self, image: Any, progress: Callable[[int, int], None]) -> dict[str, Any]:
-        """Find the latent that draws `image`, store it, and return the edit state that shows it."""
-        from ..edit.project import project
-
-        result = project(self._project_G, image, steps=self.config.project_steps,
-                         callback=lambda step, total, _losses: progress(step, total))
+        steps = self.config.project_steps
+        progress(0, steps, "preparing your photo")
+        cfg = ProjectConfig(steps=steps, w_samples=self.config.project_w_samples)
+        result = project(self._project_G, image, config=cfg,
+                         callback=lambda step, total, _losses: progress(step, total, "finding your sneaker"))
+        progress(steps, steps, "saving")
         latent_id = self.latents.save(result.ws, result.noise,
                                       info={"model": self.model_id, **result.info})
         state = EditState(model=self.model_id, latent=latent_id, psi=1.0)
         return {"state": state.encode(), "latent": latent_id, "error": result.info.get("final_error")}
 
 
-def _is_plain(state: EditState) -> bool:
-    """A seed at some truncation, nothing else: what `generate` draws for that seed."""
-    return state.seed is not None and not state.edits and not state.mixes and state.noise == "const"
-
-
-def _model_id(weights: Path) -> str:
-    """A readable id for states: the model file's name, made safe for tokens."""
-    import re
-
-    stem = weights.name[: -len(".safetensors")] if weights.name.endswith(".safetensors") else weights.stem
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("-_.") or "model"
-    return safe[:64]
+class WrongModel(EditStateError):
+    """A design made with another model than the one this site serves."""

@@ -6,14 +6,14 @@
   const $ = (id) => document.getElementById(id);
   const view = $("view"), caption = $("caption"), errorBox = $("error");
   const psiInput = $("psi"), psiOut = $("psi-out"), seedInput = $("seed");
-  const download = $("download"), shareUrl = $("share-url");
+  const download = $("download"), downloadLarge = $("download-large"), shareUrl = $("share-url");
   const DEBOUNCE_MS = 60;
   const randomSeed = () => crypto.getRandomValues(new Uint32Array(1))[0];
 
   // ---- the design ---------------------------------------------------------------------------------------------
   const s0 = data.state;
   const initial = {
-    seed: s0.seed, latent: s0.latent, psi: s0.psi,
+    seed: s0.seed, latent: s0.latent, cross: data.cross, psi: s0.psi,
     edits: Object.fromEntries(s0.edits),
     mixes: Object.fromEntries(s0.mixes.filter(([, l]) => data.limits.mix_levels.includes(l)).map(([s, l]) => [l, s])),
   };
@@ -26,7 +26,9 @@
 
   function query(d, before = false) {
     const p = new URLSearchParams();
-    if (d.latent) p.set("latent", d.latent); else p.set("seed", String(d.seed));
+    if (d.cross) p.set("cross", d.cross);
+    else if (d.latent) p.set("latent", d.latent);
+    else p.set("seed", String(d.seed));
     p.set("psi", String(d.psi));
     if (!before) {
       for (const [id, amount] of Object.entries(d.edits)) if (Number(amount) !== 0) p.append("edit", `${id}:${amount}`);
@@ -74,11 +76,15 @@
     if (!t) return;
     token = t;
     view.dataset.state = t;
-    download.href = `/api/render.png?state=${t}`;
-    download.download = `sneaker-${design.latent || design.seed}.png`;
-    shareUrl.value = `${location.origin}/edit?state=${t}`;
+    // The server names the files (sneaker-TOKEN.png, sneaker-TOKEN-1024px-upscaled.png) via Content-Disposition.
+    download.href = `/api/render.png?state=${t}&download=true`;
+    downloadLarge.href = `/api/render.png?state=${t}&size=${data.download_side}&download=true`;
+    $("breed-link").href = `/breed?a=${t}`;
+    shareUrl.value = `${data.base_url}/edit?state=${t}`;
     history.replaceState(null, "", `/edit?state=${t}`);
+    syncFavourite();
   }
+  const syncFavourite = window.Favourites.bind($("favourite"), () => token);
 
   // ---- history ------------------------------------------------------------------------------------------------
   function commit() {
@@ -130,8 +136,9 @@
   function syncControls() {
     psiInput.value = design.psi;
     showValue(psiInput, 2);
-    seedInput.value = design.latent ? "" : design.seed;
-    $("latent-note").hidden = !design.latent;
+    seedInput.value = design.latent || design.cross ? "" : design.seed;
+    $("latent-note").hidden = !design.latent || !!design.cross;
+    $("cross-note").hidden = !design.cross;
     for (const s of sliders) {
       s.value = design.edits[s.dataset.direction] || 0;
       showValue(s, 1);
@@ -156,6 +163,7 @@
     if (!Number.isInteger(n) || n < 0 || n > data.limits.seed_max) return;
     design.seed = n;
     design.latent = null;
+    design.cross = null;
     syncControls();
     schedule();
     commit();
@@ -216,24 +224,31 @@
     setTimeout(() => { $("share").textContent = "Copy share link"; }, 1500);
   });
 
+  $("controls").addEventListener("submit", (ev) => ev.preventDefault());
+
   // ---- start from a photo -------------------------------------------------------------------------------------
   const photo = $("photo"), bar = $("project-progress"), status = $("project-status");
+  const TYPES = ["image/png", "image/jpeg", "image/webp"];
   photo.addEventListener("change", async () => {
     const file = photo.files[0];
     if (!file) return;
+    // The server checks everything again; these spare a visitor the upload of a file it would refuse.
+    if (file.type && !TYPES.includes(file.type)) { status.textContent = "Please choose a PNG, JPEG or WebP photo."; return; }
     if (file.size > 10 * 1024 * 1024) { status.textContent = "That photo is larger than 10 MB."; return; }
     const form = new FormData();
     form.append("file", file);
     status.textContent = "Uploading…";
     bar.hidden = false;
-    bar.value = 0;
+    bar.removeAttribute("value");  // indeterminate while the bytes travel
     try {
       const res = await fetch("/api/project", { method: "POST", body: form });
       const body = await res.json();
       if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+      bar.value = 0;
+      status.textContent = `Waiting for the projector: step 0 of ${body.steps}`;
       await poll(body.job);
     } catch (err) {
-      status.textContent = `Could not project the photo: ${err.message}`;
+      status.textContent = `Could not use that photo: ${err.message}`;
       bar.hidden = true;
     }
   });
@@ -250,9 +265,9 @@
         return;
       }
       if (body.status === "failed") throw new Error(body.error);
-      status.textContent = body.status === "queued" ? "Waiting for the projector…"
-        : `Finding your sneaker in the model: step ${body.step} of ${body.steps}`;
-      await new Promise((r) => setTimeout(r, 500));
+      const what = body.status === "queued" ? "Waiting for the projector" : (body.phase || "Finding your sneaker");
+      status.textContent = `${what[0].toUpperCase()}${what.slice(1)}: step ${body.step} of ${body.steps}`;
+      await new Promise((r) => setTimeout(r, 400));
     }
   }
 
