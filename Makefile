@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test install chromium bench screenshots
+.PHONY: serve test install chromium bench screenshots demo-model
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,3 +32,7 @@ screenshots: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(BIN)/sneakergan bench
+
+# Reproduce (or continue, across sittings) the shipped demo model on this machine's CPUs: models/README.md.
+demo-model: $(STAMP)
+	scripts/demo-model.sh

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Reproduce (or continue) the shipped demo model, demo128, on this machine: `make demo-model`.
+#   1. the synthetic training set (deterministic: the same seed gives the same 10,000 images);
+#   2. training: a new run, or a resume of runs/demo128 -- seeded from the checkpoint committed under models/
+#      when a sitting ended mid-run (a run spans sittings only through that commit);
+#   3. export, SeFa directions, curves and a sample grid beside the model.
+# DEMO_KIMG sets where training stops (default 200); PRECISION is passed to train (auto: bf16 where native).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DATA=data/synth128x96.zip
+RUN=runs/demo128
+RESUME=models/demo128-resume
+KIMG=${DEMO_KIMG:-200}
+PRECISION=${PRECISION:-auto}
+
+[ -f "$DATA" ] || $BIN/sneakergan synth --count 10000 --resolution 128 --aspect 4:3 --seed 0 --out "$DATA"
+
+if [ ! -e "$RUN/checkpoint-latest.json" ] && [ -e "$RESUME.json" ]; then
+  mkdir -p "$RUN"
+  cp "$RESUME.safetensors" "$RUN/checkpoint-latest.safetensors"
+  cp "$RESUME.json" "$RUN/checkpoint-latest.json"
+  [ -e "$RESUME.log.jsonl" ] && cp "$RESUME.log.jsonl" "$RUN/log.jsonl"
+fi
+if [ -e "$RUN/checkpoint-latest.json" ]; then
+  $BIN/sneakergan train --resume "$RUN" --kimg "$KIMG" --precision "$PRECISION"
+else
+  $BIN/sneakergan train --data "$DATA" --preset demo128 --kimg "$KIMG" --out "$RUN" --precision "$PRECISION" \
+    --snap 4 --tick 1 --aug ada --augpipe bg --seed 1 \
+    --metrics div1k --metrics-extractor random-tiny --metrics-every 8 --metrics-num 500
+fi
+$BIN/sneakergan export --model "$RUN" --out models/demo128 --force
+$BIN/sneakergan directions compute --model models/demo128 --num 8
+$BIN/sneakergan plot "$RUN" --out models/demo128-curves.png
+$BIN/sneakergan generate --model models/demo128 --seeds 0-63 --psi 0.7 --grid --out "$RUN/grid-psi07"
