@@ -67,6 +67,8 @@ class TrainConfig:
     metrics_features: str | None = None  # local Inception weights file (else $SNEAKERGAN_INCEPTION)
     threads: int | None = None  # CPU threads (None = all cores)
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (CUDA): see sneakergan/precision.py and train/mixed.py
+    compile: bool = False  # torch.compile where it pays (not the training step: R1 / path length need double backward)
     resume: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +135,10 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("gamma", "pl_weight", "lr", "ema_kimg"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+    from ..precision import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if not 0 <= cfg.style_mix <= 1:
         raise ValueError(f"--style-mix must be in [0, 1], got {cfg.style_mix}")
 

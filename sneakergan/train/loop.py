@@ -36,6 +36,7 @@ from .augment import AdaController, AugmentPipe
 from .config import TrainConfig, network_config
 from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 from .loss import LossConfig, StyleGAN2Loss
+from .mixed import MixedPrecision, enable_low_precision
 
 LATEST = "checkpoint-latest"
 LOG_NAME = "log.jsonl"
@@ -121,26 +122,8 @@ def _broadcast_module(module: torch.nn.Module, dist_info: Dist) -> None:
 
 
 def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
-    """Run these modules under bf16 autocast and hand float32 back, so only they compute in low precision.
-
-    Used for the highest-resolution blocks of G and D on CUDA (where most of the FLOPs are), as the reference
-    does with fp16 in its 4 highest resolutions.
-    """
-
-    def wrap(module: torch.nn.Module) -> None:
-        inner = module.forward
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                out = inner(*args, **kwargs)
-            if isinstance(out, tuple):
-                return tuple(o.float() if torch.is_tensor(o) else o for o in out)
-            return out.float() if torch.is_tensor(out) else out
-
-        module.forward = forward  # type: ignore[method-assign]
-
-    for m in modules:
-        wrap(m)
+    """Run these modules under bf16 autocast and hand float32 back (see mixed.enable_low_precision)."""
+    enable_low_precision(modules, device_type, torch.bfloat16)
 
 
 # -- small utilities -------------------------------------------------------------------------------------
@@ -329,9 +312,12 @@ class Trainer:
         self.g_params = list(self.G.parameters())
         self.d_params = freeze_d_blocks(self.D, cfg.freeze_d)
 
-        if self.device.type == "cuda":
-            enable_bf16(self.G.synthesis.blocks()[-4:] + self.G_ema.synthesis.blocks()[-4:], "cuda")
-            enable_bf16(list(self.D.blocks[:4]), "cuda")
+        # Precision: channels-last nets and per-phase autocast for bf16 (train/mixed.py); before the optimisers.
+        try:
+            self.mp = MixedPrecision.for_run(cfg.precision, self.device)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+        self.mp.setup(self.G, self.D, self.G_ema)
 
         self.augment = None
         if cfg.aug != "none":
@@ -446,7 +432,8 @@ class Trainer:
         self.G.requires_grad_(True)
         z = torch.randn(n, self.net_cfg.z_dim, device=dev)
         c = self._fake_labels(n)
-        loss, fake, s = self.loss.g_main(z, c)
+        with self.mp.phase():
+            loss, fake, s = self.loss.g_main(z, c)
         loss.backward()
         stats.update(s)
         self._opt_step(self.opt_G, self.g_params)
@@ -454,7 +441,8 @@ class Trainer:
         # Greg: path length, its own step every pl_interval iterations.
         if self.g_reg and self.batch_idx % self.g_reg == 0:
             z = torch.randn(n, self.net_cfg.z_dim, device=dev)
-            loss, s = self.loss.g_pl(z, self._fake_labels(n), gain=self.g_reg)
+            with self.mp.phase():
+                loss, s = self.loss.g_pl(z, self._fake_labels(n), gain=self.g_reg)
             loss.backward()
             stats.update(s)
             self._opt_step(self.opt_G, self.g_params)
@@ -463,7 +451,8 @@ class Trainer:
         # Dmain on reals and the fakes Gmain just made.
         for p in self.d_params:
             p.requires_grad_(True)
-        loss, real_logits, s = self.loss.d_main(real, real_c, fake, c)
+        with self.mp.phase():
+            loss, real_logits, s = self.loss.d_main(real, real_c, fake, c)
         loss.backward()
         stats.update(s)
         self._opt_step(self.opt_D, self.d_params)
@@ -472,7 +461,8 @@ class Trainer:
 
         # Dreg: R1, its own step every r1_interval iterations.
         if self.d_reg and self.batch_idx % self.d_reg == 0:
-            loss, s = self.loss.d_r1(real, real_c, gain=self.d_reg)
+            with self.mp.phase():
+                loss, s = self.loss.d_r1(real, real_c, gain=self.d_reg)
             loss.backward()
             stats.update(s)
             self._opt_step(self.opt_D, self.d_params)
