@@ -48,12 +48,13 @@ def generate(
     grid: bool = typer.Option(False, "--grid", help="Also write a contact sheet grid.png."),
     batch: int = typer.Option(0, help="Batch size (0 = automatic)."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA that supports it, else fp32) | fp32 | bf16."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CPUs with native bf16 and CUDA that supports it, else fp32) | fp32 | bf16 | fp16 (CUDA)."),
 ) -> None:
     """Write one PNG per seed (seed s means z = RandomState(s).randn(1, z_dim), as the reference tools)."""
     from PIL import Image
 
-    from .generate import generate_images, load_generator, parse_seeds, resolve_device, use_bf16
+    from .generate import generate_images, load_generator, parse_seeds, resolve_device
+    from .precision import resolve_precision
     from .modelfile import ModelFileError
     from .nets import NOISE_MODES
 
@@ -62,7 +63,7 @@ def generate(
     try:
         seed_list = parse_seeds(seeds)
         dev = resolve_device(device)
-        bf16 = use_bf16(precision, dev)
+        prec = resolve_precision(precision, dev)
         G = load_generator(checkpoint, dev)
     except (ValueError, ModelFileError) as e:
         fail(str(e))
@@ -73,7 +74,7 @@ def generate(
     try:
         with progress_bar("generating", total=len(seed_list), unit="img") as advance:
             for seed, arr in generate_images(G, seed_list, psi=psi, noise_mode=noise_mode, class_idx=class_idx,
-                                             batch_size=batch, cutoff=cutoff, on_batch=advance, bf16=bf16):
+                                             batch_size=batch, cutoff=cutoff, on_batch=advance, precision=prec):
                 Image.fromarray(arr).save(out / f"seed{seed:04d}.png")
                 if grid:
                     images.append(arr)

@@ -83,7 +83,7 @@ class SynthesisLayer(nn.Module):
         out_c = self.weight.shape[0]
         with float32_region(x.device.type):
             dcoefs = demod_coefficients(self.weight, styles.float()) * LRELU_GAIN
-        if n == 1:
+        if n == 1 and x.dtype == torch.float32:  # (in bf16 the fold would round differently from a batch)
             w = self.weight * styles.reshape(1, -1, 1, 1)
             y = _conv(x, w, self.up, groups=1, resample_filter=self.resample_filter)
         else:
