@@ -31,6 +31,7 @@ def serve(
     max_queue: int = typer.Option(256, min=1, help="Queued renders beyond which requests get 503 + Retry-After."),
     cache_mb: int = typer.Option(64, min=0, help="Server-side image cache size (MB)."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CPUs with native bf16 / CUDA with bf16) | fp32 | bf16 | fp16."),
 ) -> None:
     """Serve "This Sneaker Does Not Exist": home page, permalinks, gallery, editor and JSON API."""
     import uvicorn
@@ -48,7 +49,8 @@ def serve(
         fail(f"{model}: no such model file (a model is NAME.safetensors + NAME.json)")
     _check_port(host, port)  # before the model loads: a taken port should fail in a second, with one line
     config = ServeConfig(
-        engine=EngineConfig(psi=psi, device=device, gallery_dir=gallery, project_steps=project_steps),
+        engine=EngineConfig(psi=psi, device=device, precision=precision, gallery_dir=gallery,
+                            project_steps=project_steps),
         pool=PoolConfig(max_batch=max_batch, max_wait_ms=batch_wait_ms, max_queue=max_queue),
         cache_bytes=cache_mb << 20)
     try:
