@@ -66,6 +66,7 @@ def train(
     workers: Optional[int] = _O(None, "--workers", help="Data-loading processes."),
     threads: Optional[int] = _O(None, "--threads", help="CPU threads (default: all cores)."),
     device: Optional[str] = _O(None, "--device", help="auto, cpu, cuda."),
+    precision: Optional[str] = _O(None, "--precision", help="auto (bf16 on native-bf16 CPUs / CUDA), fp32, bf16, fp16 (CUDA)."),
     metrics: Optional[List[str]] = _O(None, "--metrics", help="Metrics during training, e.g. fid50k_full (repeatable)."),
     metrics_every: Optional[float] = _O(None, "--metrics-every", help="kimg between metric evaluations (default: --snap)."),
     metrics_num: Optional[int] = _O(None, "--metrics-num", help="Images per metric (default: the metric's own count)."),
@@ -84,7 +85,7 @@ def train(
                  channel_base=channel_base if channel_base is not None else (int(fmaps * 32768) if fmaps else None),
                  channel_max=channel_max, aspect=_parse_aspect(aspect), invert=invert, aug=aug, target=target, p=p,
                  augpipe=augpipe, ada_kimg=ada_kimg, mirror=mirror, cond=cond, freeze_d=freeze_d, seed=seed,
-                 snap=snap, tick=tick, workers=workers, threads=threads, device=device,
+                 snap=snap, tick=tick, workers=workers, threads=threads, device=device, precision=precision,
                  metrics=list(metrics) if metrics else None, metrics_every=metrics_every, metrics_num=metrics_num,
                  metrics_extractor=metrics_extractor,
                  metrics_features=str(metrics_features) if metrics_features else None,
@@ -114,13 +115,14 @@ def finetune(
     workers: Optional[int] = _O(None, "--workers", help="Data-loading processes."),
     threads: Optional[int] = _O(None, "--threads", help="CPU threads."),
     device: Optional[str] = _O(None, "--device", help="auto, cpu, cuda."),
+    precision: Optional[str] = _O(None, "--precision", help="auto (bf16 on native-bf16 CPUs / CUDA), fp32, bf16, fp16 (CUDA)."),
     resume: Optional[Path] = _O(None, "--resume", help="Continue a killed fine-tuning run (its checkpoint or folder)."),
     progress: bool = _O(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Transfer learning (ADA paper): continue a trained model on a new, small dataset of the same resolution."""
     flags = dict(data=str(data), out=str(out), kimg=kimg, freeze_d=freeze_d, batch=batch, lr=lr, gamma=gamma,
                  aug=aug, target=target, p=p, augpipe=augpipe, ada_kimg=ada_kimg, mirror=mirror, cond=cond, seed=seed,
-                 snap=snap, tick=tick, workers=workers, threads=threads, device=device,
+                 snap=snap, tick=tick, workers=workers, threads=threads, device=device, precision=precision,
                  resume=str(resume) if resume else None)
     _run(flags, progress, transfer_from=str(source))
 
