@@ -48,7 +48,7 @@ def generate(
     grid: bool = typer.Option(False, "--grid", help="Also write a contact sheet grid.png."),
     batch: int = typer.Option(0, help="Batch size (0 = automatic)."),
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CPUs with native bf16 and CUDA that supports it, else fp32) | fp32 | bf16 | fp16 (CUDA)."),
+    precision: str = typer.Option("fp32", help="fp32 (default: PNGs match the reference's to 1 level) | auto (bf16 on CPUs with native bf16 and CUDA that supports it: ~2x faster, 0.3 levels off on average) | bf16 | fp16 (CUDA)."),
 ) -> None:
     """Write one PNG per seed (seed s means z = RandomState(s).randn(1, z_dim), as the reference tools)."""
     from PIL import Image

@@ -159,3 +159,27 @@ def test_bf16_checkpoints_are_precision_neutral(runs):
     with torch.no_grad():
         torch.testing.assert_close(ckpt.nets["G_ema"](z, noise_mode="const"), tr.G_ema(z, noise_mode="const"),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_convolutions_keep_float32_weight_gradients_and_double_backward():
+    # nets/conv.py: bf16 forward and input gradients, float32 weight gradients (also through R1's double backward).
+    from sneakergan.nets.conv import conv2d, conv_transpose2d
+
+    torch.manual_seed(0)
+    for transposed, stride, pad in ((False, 1, 1), (False, 2, 0), (True, 2, 0), (True, 1, 1)):
+        x64 = torch.randn(3, 8, 9, 9, dtype=torch.float64)
+        w64 = torch.randn(8, 6, 3, 3, dtype=torch.float64) if transposed else torch.randn(6, 8, 3, 3, dtype=torch.float64)
+        grads = {}
+        for ours in (False, True):
+            x = x64.to(torch.bfloat16 if ours else torch.float64).requires_grad_(True)
+            w = (w64.float() if ours else w64.clone()).requires_grad_(True)
+            if transposed:
+                y = conv_transpose2d(x, w, stride, pad) if ours else torch.nn.functional.conv_transpose2d(x, w, None, stride, pad)
+            else:
+                y = conv2d(x, w, None, stride, pad) if ours else torch.nn.functional.conv2d(x, w, None, stride, pad)
+            (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+            (gw,) = torch.autograd.grad(y.double().square().mean() + gx.double().square().sum(), w)
+            assert gw.dtype == w.dtype and gx.shape == x.shape
+            grads[ours] = gw.double()
+        rel = float((grads[True] - grads[False]).norm() / grads[False].norm())
+        assert rel < 0.02, (transposed, stride, pad, rel)  # bf16 round-off is ~0.3%

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..precision import float32_region
+from .conv import conv2d, conv_transpose2d
 
 LRELU_GAIN = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
@@ -217,14 +218,14 @@ class Conv2dLayer(nn.Module):
         k = w.shape[-1]
         if self.down and k == 1:
             x = downsample2d(x, self.resample_filter)  # cheaper to shrink first, then mix channels
-            x = F.conv2d(x, w, b)
+            x = conv2d(x, w, b)
         elif self.down:
             # lowpass with padding so that the stride-2 conv lands on the reference's sample grid
             p = self.padding + 1
             x = fir_filter(x, self.resample_filter, (p, p, p, p))
-            x = F.conv2d(x, w, b, stride=2)
+            x = conv2d(x, w, b, stride=2)
         else:
-            x = F.conv2d(x, w, b, padding=self.padding)
+            x = conv2d(x, w, b, padding=self.padding)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, None, self.activation, clamp=clamp)
 
@@ -270,11 +271,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 def _conv(x: torch.Tensor, w: torch.Tensor, up: bool, groups: int, resample_filter: torch.Tensor | None) -> torch.Tensor:
     k = w.shape[-1]
     if not up:
-        return F.conv2d(x, w, padding=k // 2, groups=groups)
+        return conv2d(x, w, padding=k // 2, groups=groups)
     # Upsampling 3x3 conv: a stride-2 transposed conv (weights as [in, out/groups, k, k]) then a FIR lowpass with gain 4.
     o, i = w.shape[0], w.shape[1]
     wt = w.reshape(groups, o // groups, i, k, k).transpose(1, 2).reshape(groups * i, o // groups, k, k)
-    x = F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    x = conv_transpose2d(x, wt, stride=2, groups=groups)
     f = resample_filter
     ft = f.numel()
     # The transposed conv yields 2H + k - 2 samples; pad/crop so the lowpass output is exactly 2H.
