@@ -36,7 +36,7 @@ class EngineConfig:
 
     psi: float = 0.7                   # truncation of plain seed images (home page, gallery)
     device: str = "cpu"
-    precision: str = "fp32"             # auto | fp32 | bf16 | fp16 (sneakergan.precision); `serve` passes auto
+    precision: str = "fp32"             # auto | fp32 | bf16 | fp16 (sneakergan.precision) of every render
     gallery_dir: Path | None = None     # default: NAME.gallery beside the model
     latents_dir: Path | None = None     # default: NAME.latents beside the model
     project_steps: int = 150            # optimisation steps of a photo projection

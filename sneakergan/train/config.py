@@ -68,7 +68,6 @@ class TrainConfig:
     threads: int | None = None  # CPU threads (None = all cores)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (CUDA): see sneakergan/precision.py and train/mixed.py
-    compile: bool = False  # torch.compile where it pays (not the training step: R1 / path length need double backward)
     resume: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
