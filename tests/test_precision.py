@@ -161,11 +161,21 @@ def test_bf16_checkpoints_are_precision_neutral(runs):
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_bf16_convolutions_keep_float32_weight_gradients_and_double_backward():
+@pytest.mark.parametrize("threads", [1, 2])  # 1: bf16 weight-gradient kernel; more: float32 copies
+def test_bf16_convolutions_keep_float32_weight_gradients_and_double_backward(threads):
     # nets/conv.py: bf16 forward and input gradients, float32 weight gradients (also through R1's double backward).
     from sneakergan.nets.conv import conv2d, conv_transpose2d
 
     torch.manual_seed(0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_convolutions(conv2d, conv_transpose2d)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_convolutions(conv2d, conv_transpose2d):
     for transposed, stride, pad in ((False, 1, 1), (False, 2, 0), (True, 2, 0), (True, 1, 1)):
         x64 = torch.randn(3, 8, 9, 9, dtype=torch.float64)
         w64 = torch.randn(8, 6, 3, 3, dtype=torch.float64) if transposed else torch.randn(6, 8, 3, 3, dtype=torch.float64)

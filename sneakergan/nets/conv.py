@@ -1,10 +1,11 @@
-"""Convolutions for bf16 training on CPUs: forward and input gradient in bf16, weight gradient in float32.
+"""Convolutions for bf16 training on CPUs: forward and input gradient in bf16, weight gradient via float32.
 
 Why: oneDNN's bf16 weight-gradient kernels split the batch over threads and join them with a spinning barrier.
 On a 2-core machine shared with anything else that barrier waits for a descheduled thread: measured 266 ms
 (2 threads, machine loaded) instead of 12 ms (1 thread) for one 128-channel 3x3 weight gradient, while the float32
 kernel took 6 ms in the same sitting and the bf16 input gradients were unaffected. The weight gradient is
-accumulated in float32 anyway, so computing it from float32 copies of the (bf16) operands loses nothing.
+accumulated in float32 anyway, so computing it from float32 copies of the (bf16) operands loses nothing. With
+one thread there is no barrier: the bf16 kernel is used there (its result returned as float32).
 
 Both functions are their own adjoints' building blocks (the input gradient of a convolution is a transposed
 convolution with the same weights and vice versa), so the double backward of R1 and path length goes through the
@@ -49,6 +50,14 @@ def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding:
     return F.conv_transpose2d(x, w.to(x.dtype), None, stride, padding, output_padding, groups)
 
 
+def _weight_grad(inp: torch.Tensor, w_shape: torch.Size, gy: torch.Tensor, stride, padding, groups: int) -> torch.Tensor:
+    """d<conv(inp, w), gy>/dw as float32. One thread has no cross-thread reduction to spin on, so there the bf16
+    kernel runs directly (faster, and no float32 copies of the maps); with more threads the float32 one."""
+    if torch.get_num_threads() == 1:
+        return conv2d_weight(inp, w_shape, gy, stride, padding, 1, groups).float()
+    return conv2d_weight(inp.float(), w_shape, gy.float(), stride, padding, 1, groups)
+
+
 def _pair(v: int | tuple) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
@@ -71,7 +80,7 @@ class _Conv2d(torch.autograd.Function):
             op = tuple(x.shape[2 + i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
             gx = conv_transpose2d(gy, w, s, p, op, groups)
         if ctx.needs_input_grad[1]:
-            gw = conv2d_weight(x.float(), w.shape, gy.float(), stride, padding, 1, groups)
+            gw = _weight_grad(x, w.shape, gy, stride, padding, groups)
         if has_bias and ctx.needs_input_grad[2]:
             gb = gy.float().sum(dim=(0, 2, 3))
         return gx, gw, gb, None, None, None
@@ -93,5 +102,5 @@ class _ConvTranspose2d(torch.autograd.Function):
             gx = conv2d(gy, w, None, stride, padding, groups)
         if ctx.needs_input_grad[1]:
             # <convT(x, w), gy> = <x, conv(gy, w)>: the weight gradient of conv(gy, .) against x.
-            gw = conv2d_weight(gy.float(), w.shape, x.float(), stride, padding, 1, groups)
+            gw = _weight_grad(gy, w.shape, x, stride, padding, groups)
         return gx, gw, None, None, None, None
