@@ -34,6 +34,22 @@ GENERATOR_CONFIGS: dict[str, NetworkConfig] = {
 }
 
 
+# The reference's training step on this kind of CPU (REFERENCES.md, core mode, float32, 2 threads): 64 px,
+# channel_base 2048, channel_max 128, 2 mapping layers (= demo64), batch 16. 24.1 img/s on 2026-11-25;
+# 15.8-18.3 img/s on 2026-12-02 on another machine of the same kind (machines differ by a third).
+REFERENCE_TRAIN_IMG_S = {("demo64", 16, "core"): 24.1}
+
+
+def bench_precisions(requested: str, device: torch.device) -> list[str]:
+    """Which precisions a benchmark run measures: 'auto' = fp32 and, side by side, what auto resolves to."""
+    from .precision import resolve_precision
+
+    if requested == "auto":
+        chosen = resolve_precision("auto", device)
+        return ["fp32"] if chosen == "fp32" else ["fp32", chosen]
+    return [resolve_precision(requested, device)]
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
     """What the numbers were measured on."""
     info = {
@@ -61,8 +77,11 @@ def _timeit(fn: Callable[[], Any], seconds: float, device: torch.device, min_run
     return times
 
 
-def generator_throughput(name: str, batch: int, device: torch.device, seconds: float = 5.0) -> dict[str, Any]:
+def generator_throughput(name: str, batch: int, device: torch.device, seconds: float = 5.0,
+                         precision: str = "fp32") -> dict[str, Any]:
     """Images/s of mapping + synthesis (noise const, inference mode) for a named configuration."""
+    from .precision import autocast
+
     torch.manual_seed(0)
     cfg = GENERATOR_CONFIGS[name]
     G = Generator(cfg).to(device).eval()
@@ -70,26 +89,42 @@ def generator_throughput(name: str, batch: int, device: torch.device, seconds: f
 
     @torch.inference_mode()
     def run() -> None:
-        G.synthesis(G.mapping(z), noise_mode="const")
+        ws = G.mapping(z)
+        with autocast(precision, device):
+            G.synthesis(ws, noise_mode="const").float()
 
     times = _timeit(run, seconds, device)
     img_s = batch / statistics.median(times)
     ref = REFERENCE_GENERATOR_IMG_S.get((name, batch)) if device.type == "cpu" else None
-    return {"bench": "generator", "config": name, "batch": batch, "value": round(img_s, 2), "unit": "img/s",
-            "reference": ref, "ratio": round(img_s / ref, 2) if ref else None}
+    return {"bench": "generator", "config": name, "batch": batch, "precision": precision, "value": round(img_s, 2),
+            "unit": "img/s", "reference": ref, "ratio": round(img_s / ref, 2) if ref else None}
 
 
-def run_generator_benchmarks(device: torch.device, quick: bool = False) -> list[dict[str, Any]]:
-    """Generator throughput for the reference's three CPU configurations plus the demo model."""
+def with_speedups(rows: list[dict[str, Any]], higher_is_better: bool = True) -> list[dict[str, Any]]:
+    """Add 'vs_fp32' (speed-up over the fp32 row of the same bench/config/batch) to rows of other precisions."""
+    base = {(r["bench"], r["config"], r["batch"]): r["value"] for r in rows if r.get("precision") == "fp32"}
+    for r in rows:
+        b = base.get((r["bench"], r["config"], r["batch"]))
+        if b and r.get("precision") != "fp32" and r["value"]:
+            r["vs_fp32"] = round(r["value"] / b if higher_is_better else b / r["value"], 2)
+    return rows
+
+
+def run_generator_benchmarks(device: torch.device, quick: bool = False,
+                             precisions: list[str] | None = None) -> list[dict[str, Any]]:
+    """Generator throughput for the reference's three CPU configurations plus the demo model, per precision
+    (measured alternately, case by case, so a busy machine slows both alike)."""
     cases = [("64px-f0.125", 8), ("128px-f0.125", 8), ("paper256", 4), ("demo64", 1),
              ("demo64", 8)]
     if quick:
         cases = [c for c in cases if c[0] != "paper256"]
-    return [generator_throughput(n, b, device, seconds=2.0 if quick else 5.0) for n, b in cases]
+    rows = [generator_throughput(n, b, device, seconds=2.0 if quick else 5.0, precision=p)
+            for n, b in cases for p in (precisions or ["fp32"])]
+    return with_speedups(rows)
 
 
 def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int, threads: int | None,
-                       device: str, batch: int | None = None) -> tuple[int, float, float]:
+                       device: str, batch: int | None = None, precision: str = "fp32") -> tuple[int, float, float]:
     """(batch, wall seconds, CPU seconds) per training step on one pre-loaded batch of `data`.
 
     mode "core": one G + one D step, no R1 / path length / augmentation (REFERENCES.md's CPU table setting);
@@ -99,7 +134,7 @@ def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int
     from .train.loop import Trainer
 
     flags: dict[str, Any] = dict(data=str(data), out=str(out), preset=preset, kimg=1e6, workers=0, threads=threads,
-                                 device=device, batch=batch)
+                                 device=device, batch=batch, precision=precision)
     if mode == "core":
         flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
     else:
@@ -138,18 +173,23 @@ def noise_dataset(folder: Path, width: int, height: int, count: int = 32) -> Pat
 
 
 def training_throughput(preset: str, device: torch.device, iters: int = 6, mode: str = "core",
-                        threads: int | None = None) -> dict[str, Any]:
-    """Seconds per kimg of the real training step (see `time_training_step`)."""
+                        threads: int | None = None, batch: int | None = None,
+                        precision: str = "fp32") -> dict[str, Any]:
+    """Images/s of the real training step (see `time_training_step`), with the reference's where it has one."""
     net = get_preset(preset).network
     folder = scratch_dir()
     data = noise_dataset(folder, net.img_width, net.img_height)
-    batch, wall, _ = time_training_step(preset, mode, data, folder / "run", iters, threads, str(device))
+    batch, wall, _ = time_training_step(preset, mode, data, folder / "run", iters, threads, str(device), batch,
+                                        precision)
     img_s = batch / wall
-    return {"bench": f"train {mode}", "config": preset, "batch": batch, "value": round(1000 / img_s, 1),
-            "unit": "s/kimg", "note": f"{img_s:.1f} img/s, {3.6 * img_s:.0f} kimg/h"}
+    ref = REFERENCE_TRAIN_IMG_S.get((preset, batch, mode)) if device.type == "cpu" else None
+    return {"bench": f"train {mode}", "config": preset, "batch": batch, "precision": precision,
+            "value": round(img_s, 1), "unit": "img/s", "reference": ref,
+            "ratio": round(img_s / ref, 2) if ref else None,
+            "note": f"{1000 / img_s:.1f} s/kimg, {3.6 * img_s:.0f} kimg/h"}
 
 
-def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[str, Any]]:
+def edit_latency(preset: str, device: torch.device, n: int = 20, precision: str = "fp32") -> list[dict[str, Any]]:
     """p50/p95 milliseconds to render one edited image, with and without the renderer's caches."""
     import numpy as np
 
@@ -163,7 +203,7 @@ def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[st
     dirs = compute_sefa(G, "fine", 2, w)
     rows = []
     for label, cache in (("uncached", 0), ("cached", 256)):
-        r = Renderer(G, dirs, model_id="bench", cache_size=cache)
+        r = Renderer(G, dirs, model_id="bench", cache_size=cache, precision=precision)
         base = EditState(model="bench", seed=1, psi=0.7)
         amounts = iter(np.linspace(-3, 3, n + 8))
         for _ in range(3):  # warm-up: allocations and first-call overheads
@@ -176,7 +216,7 @@ def edit_latency(preset: str, device: torch.device, n: int = 20) -> list[dict[st
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t)
         ms = np.array(times) * 1000
-        rows.append({"bench": f"edit {label}", "config": preset, "batch": 1,
+        rows.append({"bench": f"edit {label}", "config": preset, "batch": 1, "precision": precision,
                      "value": round(float(np.percentile(ms, 50)), 1), "unit": "ms p50",
                      "note": f"p95 {np.percentile(ms, 95):.1f} ms"})
     return rows
@@ -205,13 +245,26 @@ def prepare_throughput(count: int = 40, side: int = 1000, workers: int = 2) -> d
             "unit": "img/s", "note": f"{count} images, {workers} workers"}
 
 
-def run_all(device: torch.device, quick: bool = True) -> list[dict[str, Any]]:
-    """Every benchmark of the system, sized to finish in a few minutes on 2 cores with the small presets."""
-    rows = run_generator_benchmarks(device, quick=quick)
+def run_all(device: torch.device, quick: bool = True, precisions: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every benchmark of the system, sized to finish in a few minutes on 2 cores with the small presets.
+
+    Each case runs once per precision, back to back, so fp32 and bf16 are compared side by side.
+    """
+    precs = precisions or ["fp32"]
+    rows = run_generator_benchmarks(device, quick=quick, precisions=precs)
+    train_rows = []
+    for preset, batch, mode in (("tiny", None, "core"), ("demo64", 16, "core"), ("demo64", None, "full")):
+        if quick and mode == "full":
+            continue
+        for p in precs:
+            train_rows.append(training_throughput(preset, device, iters=4 if quick else 8, mode=mode, batch=batch,
+                                                  precision=p))
+    rows.extend(with_speedups(train_rows))
+    edit_rows = []
     for preset in ("tiny", "demo64"):
-        rows.append(training_throughput(preset, device, iters=4 if quick else 8))
-    for preset in ("tiny", "demo64"):
-        rows.extend(edit_latency(preset, device, n=12 if quick else 40))
+        for p in precs:
+            edit_rows.extend(edit_latency(preset, device, n=12 if quick else 40, precision=p))
+    rows.extend(with_speedups(edit_rows, higher_is_better=False))
     rows.append(prepare_throughput(count=24 if quick else 200))
     return rows
 

@@ -20,21 +20,23 @@ def bench(
     device: str = typer.Option("auto", help="cpu | cuda | auto."),
     full: bool = typer.Option(False, "--full", help="Longer runs and paper256 too (the default finishes in ~5 min on 2 cores)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows and machine as JSON."),
+    precision: str = typer.Option("auto", help="auto (fp32 and, side by side, bf16 where the device has it) | fp32 | bf16 | fp16."),
 ) -> None:
-    """Generator throughput, training s/kimg, edit-render latency and prepare throughput on this machine."""
+    """Generator throughput, training img/s, edit-render latency and prepare throughput on this machine, per precision."""
     from rich.console import Console
     from rich.table import Table
 
-    from .bench import machine_info, run_all
+    from .bench import bench_precisions, machine_info, run_all
     from .generate import resolve_device
 
     try:
         dev = resolve_device(device)
+        precs = bench_precisions(precision, dev)
     except ValueError as e:
         fail(str(e))
     info = machine_info(dev)
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    rows = run_all(dev, quick=not full)
+    rows = run_all(dev, quick=not full, precisions=precs)
     cols = list(dict.fromkeys(k for r in rows for k in r))
     table = Table(title="sneakergan bench")
     for c in cols:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .modelfile import load_checkpoint
 from .nets import Generator
+from .precision import autocast, resolve_precision
 
 MAX_SEED = 2**32 - 1
 
@@ -90,36 +91,38 @@ def images_to_uint8(img: torch.Tensor, invert: bool = False) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether to synthesise under bf16 autocast: 'auto' only on CUDA devices that support bf16 (CPUs stay float32;
-    bf16 keeps float32's range, so demodulation cannot overflow as it can in fp16)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return precision == "bf16"
+    """Whether a requested precision synthesises in bf16 on a device ('auto': on CPUs with native bf16 units and
+    CUDA devices that support it; see sneakergan.precision)."""
+    return resolve_precision(precision, device) == "bf16"
 
 
 @torch.inference_mode()
 def synthesize(G: Generator, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
-               cutoff: int | None = None, noise_mode: str = "const", bf16: bool = False) -> torch.Tensor:
-    """Batch forward without autograd; CPU uses the non-fused modconv (one shared conv per layer is fastest)."""
+               cutoff: int | None = None, noise_mode: str = "const", bf16: bool = False,
+               precision: str | None = None) -> torch.Tensor:
+    """Batch forward without autograd, float32 images out; CPU uses the non-fused modconv (one shared conv per layer).
+
+    `precision` is a resolved precision ('fp32' | 'bf16' | 'fp16'); `bf16=True` is the older spelling of 'bf16'.
+    The mapping, styles, demodulation and the RGB sums stay float32 under any of them (nets/).
+    """
     dev = next(G.parameters()).device
+    prec = precision or ("bf16" if bf16 else "fp32")
     ws = G.mapping(z.to(dev), c, psi=psi, cutoff=cutoff)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with autocast(prec, dev):
         return G.synthesis(ws, noise_mode=noise_mode, fused=False).float()
 
 
 def generate_images(G: Generator, seeds: list[int], psi: float = 1.0, noise_mode: str = "const",
                     class_idx: int | None = None, batch_size: int = 8, cutoff: int | None = None,
-                    on_batch: Callable[[int], None] | None = None, bf16: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+                    on_batch: Callable[[int], None] | None = None, bf16: bool = False,
+                    precision: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (seed, uint8 HxWx3) for every seed. A seed's image does not depend on the batch it ran in.
 
     With noise_mode 'random' the noise is drawn from a generator seeded by the seed itself, so it stays reproducible.
+    `precision`: a resolved precision (default fp32; `bf16=True` means 'bf16').
     """
+    prec = precision or ("bf16" if bf16 else "fp32")
     dev = next(G.parameters()).device
     invert = bool(getattr(G.cfg, "invert", False))
     for i in range(0, len(seeds), batch_size):
@@ -128,9 +131,9 @@ def generate_images(G: Generator, seeds: list[int], psi: float = 1.0, noise_mode
         c = class_vector(G, class_idx, len(chunk), dev)
         if noise_mode == "random":
             imgs = torch.cat([_random_noise_image(G, z[j: j + 1], None if c is None else c[j: j + 1], psi, cutoff, s,
-                                                  bf16) for j, s in enumerate(chunk)])
+                                                  prec) for j, s in enumerate(chunk)])
         else:
-            imgs = synthesize(G, z, c, psi, cutoff, noise_mode, bf16)
+            imgs = synthesize(G, z, c, psi, cutoff, noise_mode, precision=prec)
         for seed, arr in zip(chunk, images_to_uint8(imgs, invert)):
             yield seed, arr
         if on_batch:
@@ -138,10 +141,10 @@ def generate_images(G: Generator, seeds: list[int], psi: float = 1.0, noise_mode
 
 
 def _random_noise_image(G: Generator, z: torch.Tensor, c: torch.Tensor | None, psi: float, cutoff: int | None,
-                        seed: int, bf16: bool) -> torch.Tensor:
+                        seed: int, precision: str) -> torch.Tensor:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return synthesize(G, z, c, psi, cutoff, "random", bf16)
+        return synthesize(G, z, c, psi, cutoff, "random", precision=precision)
 
 
 def make_grid(images: list[np.ndarray], cols: int | None = None, pad: int = 2, bg: int = 255) -> Image.Image:

@@ -53,6 +53,12 @@ def compute_dtype(precision: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def float32_region(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast off: for the small products whose precision matters more than their cost (mapping, styles,
+    demodulation coefficients, minibatch statistics). A no-op outside autocast."""
+    return torch.autocast(device_type, enabled=False)
+
+
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
     """Autocast for a resolved precision ('fp32' is a no-op)."""

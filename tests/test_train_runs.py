@@ -143,7 +143,10 @@ def test_resume_removes_stale_temp_files_and_refuses_to_overwrite_later_snapshot
     assert tree_digest(run) == before
 
 
-def test_two_processes_cannot_train_in_one_folder(tmp_path):
+def test_two_processes_cannot_train_in_one_folder(tmp_path, monkeypatch):
+    import sneakergan.train.rundir as rundir
+
+    monkeypatch.setattr(rundir, "LOCK_WAIT_S", 0.5)  # the wait meant for orphaned loader workers
     a = RunDir.create(tmp_path / "r")
     with pytest.raises(RunDirError, match="another training process"):
         RunDir.open_existing(tmp_path / "r")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..generate import images_to_uint8, seeds_to_z
+from ..precision import autocast
 from .directions import Direction, DirectionSet, directions_path
 from .identity import model_id
 from .latents import LatentError, LatentStore, latents_dir
@@ -133,7 +134,7 @@ class Renderer:
     def __init__(self, G: torch.nn.Module, directions: DirectionSet | Iterable[Direction] | Mapping[str, Direction]
                  | None = None, model_id: str = "model", cache_size: int = 256,
                  latents: LatentStore | str | Path | None = None, cache_bytes: int = 256 << 20,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "fp32") -> None:
         if G.c_dim:
             raise ValueError("the editor supports unconditional models only (this model has class labels)")
         if threads:
@@ -141,6 +142,7 @@ class Renderer:
         self.G = G.eval()
         self.model_id = model_id
         self.device = next(G.parameters()).device
+        self.precision = precision  # resolved (sneakergan.precision): synthesis runs under its autocast
         self.invert = bool(getattr(G.cfg, "invert", False))
         self.num_ws = G.num_ws
         if isinstance(directions, Mapping):
@@ -223,15 +225,16 @@ class Renderer:
                 plain = []
             cached_path = [p for p in plans if p["cacheable"] and not p["plain"]]
             imgs: dict[int, torch.Tensor] = {}
-            if plain:
-                for p, img in zip(plain, self._synthesize_plain(plain)):
-                    imgs[id(p)] = img
-            if cached_path:
-                for p, img in zip(cached_path, self._synthesize_cached(cached_path)):
-                    imgs[id(p)] = img
-            for p in plans:
-                if not p["cacheable"] and not p["plain"]:
-                    imgs[id(p)] = self._synthesize_alone(p)
+            with autocast(self.precision, self.device):
+                if plain:
+                    for p, img in zip(plain, self._synthesize_plain(plain)):
+                        imgs[id(p)] = img
+                if cached_path:
+                    for p, img in zip(cached_path, self._synthesize_cached(cached_path)):
+                        imgs[id(p)] = img
+                for p in plans:
+                    if not p["cacheable"] and not p["plain"]:
+                        imgs[id(p)] = self._synthesize_alone(p)
             for i, p in zip(todo, plans):
                 arr = images_to_uint8(imgs[id(p)], self.invert)[0]
                 arr.setflags(write=False)  # cached: callers must not change it in place
@@ -262,7 +265,7 @@ class Renderer:
             out = []
             for i in range(0, ws.shape[0], batch):
                 chunk = ws[i: i + batch].to(self.device, torch.float32)
-                with self._noise_rng(0 if noise == "random" else None):
+                with self._noise_rng(0 if noise == "random" else None), autocast(self.precision, self.device):
                     img = self.G.synthesis(chunk, noise_mode=noise)
                 out.append(images_to_uint8(img, self.invert))
             return np.concatenate(out)

@@ -49,15 +49,16 @@ class MinibatchStd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        dtype, x32 = x.dtype, x.float()  # variances in float32, whatever the activations are in
         g = min(self.group_size, n) if self.group_size > 0 else n  # 0: the whole batch is one group
         if n % g:
             raise ValueError(f"batch size {n} must be divisible by the minibatch-stddev group {g}")
         f = self.num_channels
-        y = x.reshape(g, -1, f, c // f, h, w)
+        y = x32.reshape(g, -1, f, c // f, h, w)
         y = (y - y.mean(dim=0)).square().mean(dim=0)
         y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])  # [n/G, F]
         y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
-        return torch.cat([x, y], dim=1)
+        return torch.cat([x, y.to(dtype)], dim=1)
 
     def extra_repr(self) -> str:
         return f"group_size={self.group_size}, num_channels={self.num_channels}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..precision import float32_region
 from .layers import FullyConnected
 
 
@@ -36,7 +37,16 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, psi: float = 1.0,
                 cutoff: int | None = None, update_w_avg: bool = False) -> torch.Tensor:
-        """z [N, z_dim], c [N, c_dim] -> ws [N, num_ws, w_dim] (or [N, w_dim] when num_ws is None)."""
+        """z [N, z_dim], c [N, c_dim] -> ws [N, num_ws, w_dim] (or [N, w_dim] when num_ws is None).
+
+        Always float32, also under autocast: it is a few small products and w feeds every style.
+        """
+        device_type = (z if z is not None else c).device.type
+        with float32_region(device_type):
+            return self._forward(z, c, psi, cutoff, update_w_avg)
+
+    def _forward(self, z: torch.Tensor | None, c: torch.Tensor | None, psi: float, cutoff: int | None,
+                 update_w_avg: bool) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
             x = normalize_2nd_moment(z.to(torch.float32))

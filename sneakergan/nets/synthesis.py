@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..precision import float32_region
 from .config import NetworkConfig
 from .layers import FullyConnected, LRELU_GAIN, _conv, bias_act, demod_coefficients, fir_taps, modulated_conv2d, upsample2d
 
@@ -40,7 +41,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused: bool = False,
                 styles: torch.Tensor | None = None) -> torch.Tensor:
         if styles is None:
-            styles = self.affine(w)
+            with float32_region(w.device.type):
+                styles = self.affine(w)
         noise = None
         if noise_mode == "random":
             h, wd = self.noise_const.shape
@@ -49,9 +51,26 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const * self.noise_strength
         if not torch.is_grad_enabled():
             return self._forward_inference(x, styles, noise)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, noise=noise,
-                             resample_filter=self.resample_filter, fused=fused)
-        return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=self.conv_clamp)
+        if fused:
+            x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, noise=noise,
+                                 resample_filter=self.resample_filter, fused=True)
+            return bias_act(x, self.bias, "lrelu", gain=LRELU_GAIN, clamp=self.conv_clamp)
+        return self._forward_train(x, styles, noise)
+
+    def _forward_train(self, x: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """modulated_conv2d + bias_act in fewer passes over the map (the training hot path).
+
+        (conv * d + noise + b) * g == conv * (d * g) + noise * g + b * g, and lrelu commutes with g > 0: one
+        addcmul, one bias add, lrelu and the clamp, against six passes (and six backward passes) written plainly.
+        """
+        n = x.shape[0]
+        with float32_region(x.device.type):
+            dcoefs = demod_coefficients(self.weight, styles.float()) * LRELU_GAIN
+        y = _conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), self.weight, self.up, groups=1,
+                  resample_filter=self.resample_filter)
+        d = dcoefs.to(y.dtype).reshape(n, -1, 1, 1)
+        y = torch.addcmul((noise * LRELU_GAIN).to(y.dtype), y, d) if noise is not None else y * d
+        return bias_act(y, self.bias * LRELU_GAIN, "lrelu", clamp=self.conv_clamp)
 
     def _forward_inference(self, x: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """Same arithmetic with fewer passes over memory (no autograd, so in-place is safe).
@@ -62,17 +81,19 @@ class SynthesisLayer(nn.Module):
         """
         n = x.shape[0]
         out_c = self.weight.shape[0]
-        dcoefs = demod_coefficients(self.weight, styles) * LRELU_GAIN
-        if n == 1:
+        with float32_region(x.device.type):
+            dcoefs = demod_coefficients(self.weight, styles.float()) * LRELU_GAIN
+        if n == 1 and x.dtype == torch.float32:  # (in bf16 the fold would round differently from a batch)
             w = self.weight * styles.reshape(1, -1, 1, 1)
             y = _conv(x, w, self.up, groups=1, resample_filter=self.resample_filter)
         else:
-            y = _conv(x * styles.reshape(n, -1, 1, 1), self.weight, self.up, groups=1,
+            y = _conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), self.weight, self.up, groups=1,
                       resample_filter=self.resample_filter)
         offset = self.bias.reshape(1, -1, 1, 1) * LRELU_GAIN
         if noise is not None:
             offset = offset + noise * LRELU_GAIN
-        y = torch.addcmul(offset, y, dcoefs.reshape(n, out_c, 1, 1))
+        # In y's dtype (bf16 under autocast): float32 offsets would promote the whole map.
+        y = torch.addcmul(offset.to(y.dtype), y, dcoefs.to(y.dtype).reshape(n, out_c, 1, 1))
         torch.nn.functional.leaky_relu_(y, 0.2)
         if self.conv_clamp is not None:
             y.clamp_(-self.conv_clamp, self.conv_clamp)
@@ -93,7 +114,8 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = False,
                 styles: torch.Tensor | None = None) -> torch.Tensor:
         if styles is None:
-            styles = self.affine(w)
+            with float32_region(w.device.type):
+                styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles * self.weight_gain, demodulate=False, fused=fused)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
@@ -126,7 +148,8 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, ws[:, 1], noise_mode, fused, s[1])
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, ws[:, self.num_conv], fused, s[self.num_conv])
+        # The image skip sums stay float32 (3 channels: cheap), as the reference keeps its RGB in fp32 under fp16.
+        y = self.torgb(x, ws[:, self.num_conv], fused, s[self.num_conv]).float()
         return x, (img + y if img is not None else y)
 
 
@@ -167,7 +190,8 @@ class SynthesisNetwork(nn.Module):
         styles, idx = [], 0
         for block in self.blocks():
             layers = ([block.conv0] if block.in_channels else []) + [block.conv1, block.torgb]
-            styles.append([layer.affine(ws[:, idx + j]) for j, layer in enumerate(layers)])
+            with float32_region(ws.device.type):
+                styles.append([layer.affine(ws[:, idx + j]) for j, layer in enumerate(layers)])
             idx += block.num_conv
         return styles
 

@@ -42,6 +42,7 @@ class EngineConfig:
 
     psi: float = 0.7                   # truncation of plain seed images (home page, gallery)
     device: str = "cpu"
+    precision: str = "fp32"             # auto | fp32 | bf16 | fp16 (sneakergan.precision) of every render
     gallery_dir: Path | None = None     # default: NAME.gallery beside the model
     latents_dir: Path | None = None     # default: NAME.latents beside the model
     project_steps: int = 150            # optimisation steps of a photo projection
@@ -80,7 +81,11 @@ class Engine:
 
         weights, _ = model_paths(source.path)
         meta = read_meta(source.path)
-        G = load_generator(source.path, resolve_device(config.device))
+        from ..precision import resolve_precision
+
+        device = resolve_device(config.device)
+        precision = resolve_precision(config.precision, device)
+        G = load_generator(source.path, device)
         model_id = model_id_of(weights)
         note = None
         try:
@@ -93,7 +98,7 @@ class Engine:
             note = f"{e}; using SeFa directions computed at start-up"
             log.info(note)
         latents = LatentStore(config.latents_dir or latents_dir(weights))
-        renderer = Renderer(G, directions, model_id=model_id, latents=latents)
+        renderer = Renderer(G, directions, model_id=model_id, latents=latents, precision=precision)
         sha = str(meta.get("weights", {}).get("sha256") or hashlib.sha256(weights.read_bytes()).hexdigest())
         gallery = load_index(config.gallery_dir or default_gallery_dir(weights), sha, config.psi)
         return cls(source=source, config=config, G=G, model_id=model_id, weights_sha256=sha, directions=directions,

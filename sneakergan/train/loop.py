@@ -17,6 +17,7 @@ train/optim.py; multi-process helpers train/distributed.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -29,13 +30,13 @@ import torch
 from ..errors import UserError
 from ..modelfile import ModelFileError, save_checkpoint
 from ..nets import Discriminator, Generator, NetworkConfig
-from ..precision import autocast, resolve_precision
 from .augment import AdaController, AugmentPipe
 from .config import ConfigError, TrainConfig, network_config
 from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 from .distributed import Dist, broadcast_module, init_distributed, sync_grads
 from .loss import LossConfig, StyleGAN2Loss
 from .metrics_hook import TrainMetrics
+from .mixed import MixedPrecision, enable_low_precision
 from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
 from .preflight import check_network_fits_data, check_run_folder, check_target
 from .progress import PlainLines, make_display
@@ -57,24 +58,10 @@ class TrainError(UserError):
 def enable_bf16(modules: list[torch.nn.Module], device_type: str) -> None:
     """Run these modules under bf16 autocast and hand float32 back, so only they compute in low precision.
 
-    The loop no longer uses it (each phase runs under `sneakergan.precision.autocast` of --precision); kept for
-    callers that want bf16 in chosen blocks only.
+    The loop itself uses `MixedPrecision` (train/mixed.py) for --precision; kept for callers that want bf16 in
+    chosen blocks only.
     """
-
-    def wrap(module: torch.nn.Module) -> None:
-        inner = module.forward
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                out = inner(*args, **kwargs)
-            if isinstance(out, tuple):
-                return tuple(o.float() if torch.is_tensor(o) else o for o in out)
-            return out.float() if torch.is_tensor(out) else out
-
-        module.forward = forward  # type: ignore[method-assign]
-
-    for m in modules:
-        wrap(m)
+    enable_low_precision(modules, device_type, torch.bfloat16)
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -144,9 +131,10 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.display = (display or make_display(progress)) if self.is_main else None
         try:
-            self.precision = resolve_precision(cfg.precision, self.device)
+            self.mp = MixedPrecision.for_run(cfg.precision, self.device)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        self.precision = self.mp.precision
         if cfg.compile:
             # The hook for torch.compile: R1 and path length need a double backward, which compiled graphs do
             # not support, so compiling needs separate forward-only networks for the main phases (issue 15).
@@ -204,6 +192,7 @@ class Trainer:
             broadcast_module(m, self.dist)
         self.g_params = list(self.G.parameters())
         self.d_params = freeze_d_blocks(self.D, cfg.freeze_d)
+        self.mp.setup(self.G, self.D, self.G_ema)  # channels-last maps for bf16; fp16 blocks as the reference's
 
         self.augment = AugmentPipe(cfg.augpipe, p=cfg.p).to(self.device) if cfg.aug != "none" else None
         self.ada = None
@@ -345,7 +334,7 @@ class Trainer:
             params, opt = (self.g_params, self.opt_G) if phase.net == "G" else (self.d_params, self.opt_D)
             for p in params:
                 p.requires_grad_(True)
-            with autocast(phase.precision, dev):
+            with self.mp.phase() if phase.precision != "fp32" else contextlib.nullcontext():
                 loss, s = phase.run(batch)
             loss.backward()
             for p in params:

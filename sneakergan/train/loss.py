@@ -25,6 +25,7 @@ class LossConfig:
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
     style_mix: float = 0.9
+    noise_mode: str = "random"  # per-pixel noise of G during training ("const" only for reproducible checks)
 
 
 class StyleGAN2Loss:
@@ -46,12 +47,12 @@ class StyleGAN2Loss:
             ws2 = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
             layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
             ws = torch.where(layer < cutoff, ws, ws2)
-        return self.G.synthesis(ws, noise_mode="random"), ws
+        return self.G.synthesis(ws, noise_mode=self.cfg.noise_mode), ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         if self.augment is not None:
             img = self.augment(img)
-        return self.D(img, c)
+        return self.D(img, c).float()  # losses and their reductions stay float32 whatever D computed in
 
     def run_D_pair(self, real: torch.Tensor, fake: torch.Tensor, c_real: torch.Tensor | None,
                    c_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,18 +84,29 @@ class StyleGAN2Loss:
         loss = F.softplus(-logits).mean()
         return loss, img.detach(), {"loss_G": loss.detach(), "D_fake_G": logits.detach().mean()}
 
-    def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float) -> tuple[torch.Tensor, dict]:
-        """Path-length regulariser on a shrunk batch: (|J_w^T y| - a)^2 with a the running mean of lengths."""
+    def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Path-length regulariser on a shrunk batch: (|J_w^T y| - a)^2, a the running mean of lengths.
+
+        As in the reference, the penalty uses the *updated* running mean a' = lerp(a, mean(lengths), decay)
+        without detaching it, so part of the gradient flows through the batch mean (matching the reference's
+        own gradients to 1e-5; tests/test_train_grads.py). `noise` (the random image-space direction y,
+        already divided by sqrt(H * W)) is drawn when not given.
+        """
         n = max(z.shape[0] // self.cfg.pl_batch_shrink, 1)
         img, ws = self.run_G(z[:n], c[:n] if c is not None else None)
-        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        img = img.float()
+        if noise is None:
+            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-        lengths = grad.square().sum(2).mean(1).sqrt()
-        batch_mean = lengths.detach().mean()
+        lengths = grad.float().square().sum(2).mean(1).sqrt()
+        batch_mean = lengths.mean()
         if self.reduce_mean is not None:
-            batch_mean = self.reduce_mean(batch_mean)
-        self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, self.cfg.pl_decay))
-        penalty = (lengths - self.pl_mean).square()
+            # The value is the mean over processes; the gradient flows through this process's share only.
+            batch_mean = batch_mean + (self.reduce_mean(batch_mean.detach()) - batch_mean.detach())
+        pl_mean = self.pl_mean.lerp(batch_mean, self.cfg.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        penalty = (lengths - pl_mean).square()
         loss = penalty.mean() * self.cfg.pl_weight * gain
         return loss, {"loss_pl": penalty.detach().mean(), "pl_mean": self.pl_mean.detach().clone()}
 

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -30,6 +31,7 @@ LATEST = "checkpoint-latest"
 LOG_NAME = "log.jsonl"
 REALS = "reals.png"
 LOCK = ".lock"
+LOCK_WAIT_S = 15.0  # how long a new trainer waits for a lock left by orphaned data-loader workers
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _TEMP = re.compile(r"^\..+\.tmp$")
 
@@ -107,11 +109,18 @@ class RunDir:
     def lock(self) -> None:
         """Hold an exclusive lock for this process's lifetime: two runs in one folder would corrupt each other."""
         f = open(self.path / LOCK, "a")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise RunDirError(f"{self.path}: another training process is using this run folder") from None
+        # Data-loader workers are forked with the lock's descriptor: after a kill -9 of the trainer they hold it
+        # until they notice (within about 5 s), so a resume right after a kill waits that long before giving up.
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    f.close()
+                    raise RunDirError(f"{self.path}: another training process is using this run folder") from None
+                time.sleep(0.2)
         self._lock = f
 
     def close(self) -> None:
