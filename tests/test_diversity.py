@@ -125,3 +125,25 @@ def test_diversity_rows_pair_each_row_with_its_ceiling():
     assert rows[0][2]["recall"] == 0.1 and rows[1][2]["recall"] == 0.9
     assert rows[0][2]["mask_iou"] == 0.8 and rows[1][2]["mask_iou"] == 0.6
     assert diversity_rows({"fid50k_full": 1.0}) == []
+
+
+def test_metrics_cli_prints_the_diversity_table_with_its_ceiling(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from sneakergan.cli import app
+    from sneakergan.prepare.synth import write_synth_dataset
+
+    demo = Path(__file__).resolve().parents[1] / "models" / "demo64"
+    data = write_synth_dataset(tmp_path / "d.zip", count=24, resolution=64, seed=4)
+    res = CliRunner().invoke(app, ["metrics", "--model", str(demo), "--data", str(data), "--metrics", "div1k",
+                                   "--num", "12", "--extractor", "random-tiny", "--cache-dir", str(tmp_path / "c"),
+                                   "--json", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    lines = [l for l in res.output.splitlines() if "div1k pca" in l]
+    assert len(lines) == 2 and "generated" in lines[0] and "ceiling" in lines[1]
+    import json
+
+    results = json.loads((tmp_path / "m.json").read_text())["results"]
+    assert results["div1k_pca_coverage_ceiling"] > results["div1k_pca_coverage"] - 1e-9

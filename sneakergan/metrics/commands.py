@@ -88,12 +88,28 @@ def metrics(
         report = run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
                              batch_size=batch, seed=seed, progress=on_progress)
 
+    from .diversity import FIGURES, diversity_rows
+
+    div_rows = diversity_rows(report.results)
+    shown = {k for k in report.results if k.startswith("div")} if div_rows else set()
     table = Table(title=f"{checkpoint.name} vs {data.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in report.results.items():
-        table.add_row(key, f"{value:.6g}")
-    out.print(table)
+        if key not in shown:
+            table.add_row(key, f"{value:.6g}")
+    if table.row_count:
+        out.print(table)
+    if div_rows:
+        # Diversity is read against the ceiling: each generated row sits over a second data sample's figures.
+        div = Table(title=f"diversity of {checkpoint.name} vs {data.name} (ceiling: a 2nd sample of the data)")
+        div.add_column("space")
+        div.add_column("set")
+        for name in (*FIGURES, "mask_iou"):
+            div.add_column(name.replace("_", " "), justify="right")
+        for space, label, row in div_rows:
+            div.add_row(space, label, *(f"{row[n]:.3f}" if n in row else "-" for n in (*FIGURES, "mask_iou")))
+        out.print(div)
     out.print(
         f"{report.num_gen} generated (psi=1, seed {seed}) vs {report.num_real} real images; extractor "
         f"{report.extractor}; real features {'from cache' if report.real_cached else 'computed'}; "
