@@ -61,6 +61,8 @@ def _param(name: str, f: dataclasses.Field, k: Knob) -> inspect.Parameter:
     if default not in (None, "", ()) and t is not bool and name not in PRESET_FIELDS + ("data", "out"):
         shown = f"{default:g}" if isinstance(default, float) else default
         help_text += f" (default {shown})"  # not "[default: ...]": Rich would read that as markup
+    elif name in PRESET_FIELDS:
+        help_text += " (default: the preset's, see `sneakergan presets`)"
     option = typer.Option(None, decl, help=help_text, show_default=False)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[t])
 
