@@ -44,3 +44,30 @@ def direction_effects(renderer: Renderer, ids: Iterable[str] | None = None, seed
 def visible_ids(effects: dict[str, float], threshold: float = MIN_VISIBLE_EFFECT) -> set[str]:
     """The directions whose effect reaches `threshold`."""
     return {did for did, e in effects.items() if e >= threshold}
+
+
+def silhouette_iou(renderer: Renderer, ids: Iterable[str] | None = None, seeds: Iterable[int] = range(8),
+                   amount: float = 5.0, psi: float = 0.7) -> dict[str, float]:
+    """{direction id: mean IoU of the shoe's outline (foreground mask) between -amount and +amount sigma}.
+
+    1 means the direction leaves the silhouette alone (a colourway slider); below ~0.75 it visibly reshapes it.
+    """
+    from ..metrics.diversity import foreground_masks
+
+    ids = list(renderer.directions) if ids is None else list(ids)
+    seeds = list(seeds)
+    amount = min(abs(amount), MAX_AMOUNT)
+    if not ids or not seeds:
+        return {}
+    states = [EditState(model=renderer.model_id, seed=s, psi=psi, edits=((did, sign * amount),))
+              for did in ids for s in seeds for sign in (-1, 1)]
+    masks = foreground_masks(np.stack(renderer.render_ws(torch.stack([renderer.ws(st) for st in states]), batch=32)))
+    out = {}
+    per = 2 * len(seeds)
+    for k, did in enumerate(ids):
+        m = masks[k * per: (k + 1) * per]
+        a, b = m[0::2], m[1::2]
+        inter = (a & b).sum(axis=(1, 2))
+        union = np.maximum((a | b).sum(axis=(1, 2)), 1)
+        out[did] = float(np.mean(inter / union))
+    return out
