@@ -18,27 +18,28 @@ from .state import MAX_AMOUNT, EditState
 MIN_VISIBLE_EFFECT = 0.5  # mean |pixel change| between -amount and +amount below which a slider looks dead
 
 
+def _pair_renders(renderer: Renderer, ids: list[str], seeds: list[int], amount: float,
+                  psi: float) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """For each direction, the (-amount, +amount) renders of every seed, in one uncached bulk synthesis: this runs
+    at server start and for model cards, where seconds count and the editor's caches should not fill with probes."""
+    amount = min(abs(amount), MAX_AMOUNT)
+    states = [EditState(model=renderer.model_id, seed=s, psi=psi, edits=((did, sign * amount),))
+              for did in ids for s in seeds for sign in (-1, 1)]
+    arrays = renderer.render_ws(torch.stack([renderer.ws(st) for st in states]), batch=32)
+    per = 2 * len(seeds)
+    return [[(arrays[k * per + i], arrays[k * per + i + 1]) for i in range(0, per, 2)] for k in range(len(ids))]
+
+
 def direction_effects(renderer: Renderer, ids: Iterable[str] | None = None, seeds: Iterable[int] = (0, 1, 2),
                       amount: float = 2.0, psi: float = 0.7) -> dict[str, float]:
     """{direction id: mean absolute pixel change between -amount and +amount sigma} over `seeds`."""
     ids = list(renderer.directions) if ids is None else list(ids)
     seeds = list(seeds)
-    amount = min(abs(amount), MAX_AMOUNT)
     if not ids or not seeds:
         return {}
-    states = [EditState(model=renderer.model_id, seed=s, psi=psi, edits=((did, sign * amount),))
-              for did in ids for s in seeds for sign in (-1, 1)]
-    # One uncached bulk synthesis: this runs at server start, where seconds count and the editor's caches should
-    # not fill with probe images.
-    ws = torch.stack([renderer.ws(st) for st in states])
-    arrays = renderer.render_ws(ws, batch=32)
-    out = {}
-    per = 2 * len(seeds)
-    for k, did in enumerate(ids):
-        chunk = arrays[k * per: (k + 1) * per]
-        diffs = [np.abs(chunk[i].astype(np.int16) - chunk[i + 1].astype(np.int16)).mean() for i in range(0, per, 2)]
-        out[did] = float(np.mean(diffs))
-    return out
+    pairs = _pair_renders(renderer, ids, seeds, amount, psi)
+    return {did: float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in per_seed]))
+            for did, per_seed in zip(ids, pairs)}
 
 
 def visible_ids(effects: dict[str, float], threshold: float = MIN_VISIBLE_EFFECT) -> set[str]:
@@ -56,17 +57,12 @@ def silhouette_iou(renderer: Renderer, ids: Iterable[str] | None = None, seeds: 
 
     ids = list(renderer.directions) if ids is None else list(ids)
     seeds = list(seeds)
-    amount = min(abs(amount), MAX_AMOUNT)
     if not ids or not seeds:
         return {}
-    states = [EditState(model=renderer.model_id, seed=s, psi=psi, edits=((did, sign * amount),))
-              for did in ids for s in seeds for sign in (-1, 1)]
-    masks = foreground_masks(np.stack(renderer.render_ws(torch.stack([renderer.ws(st) for st in states]), batch=32)))
     out = {}
-    per = 2 * len(seeds)
-    for k, did in enumerate(ids):
-        m = masks[k * per: (k + 1) * per]
-        a, b = m[0::2], m[1::2]
+    for did, per_seed in zip(ids, _pair_renders(renderer, ids, seeds, amount, psi)):
+        a = foreground_masks(np.stack([x for x, _ in per_seed]))
+        b = foreground_masks(np.stack([y for _, y in per_seed]))
         inter = (a & b).sum(axis=(1, 2))
         union = np.maximum((a | b).sum(axis=(1, 2)), 1)
         out[did] = float(np.mean(inter / union))
