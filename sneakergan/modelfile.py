@@ -254,6 +254,17 @@ def expected_shapes(config: NetworkConfig, name: str) -> dict[str, tuple[int, ..
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
+def _check_names(st_path: Path, name: str, own, got) -> None:
+    """The tensor names a network needs (`own`) are exactly those the file holds for it (`got`)."""
+    missing = sorted(set(own) - set(got))
+    unexpected = sorted(set(got) - set(own))
+    if missing or unexpected:
+        raise ModelFileError(f"{st_path}: {name} does not match its config "
+                             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                             f"unexpected {[_short(k) for k in unexpected[:3]]}"
+                             f"{'...' if len(unexpected) > 3 else ''})")
+
+
 def _check_header(header: dict[str, tuple[str, tuple[int, ...]]], config: NetworkConfig, nets: Iterable[str],
                   st_path: Path) -> None:
     """Names, dtypes and shapes of the requested networks' tensors match the config (before loading any)."""
@@ -265,13 +276,7 @@ def _check_header(header: dict[str, tuple[str, tuple[int, ...]]], config: Networ
         own = expected_shapes(config, name)
         prefix = f"{name}."
         got = {k[len(prefix):]: v for k, v in header.items() if k.startswith(prefix)}
-        missing = sorted(set(own) - set(got))
-        unexpected = sorted(set(got) - set(own))
-        if missing or unexpected:
-            raise ModelFileError(f"{st_path}: {name} does not match its config "
-                                 f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                                 f"unexpected {[_short(k) for k in unexpected[:3]]}"
-                                 f"{'...' if len(unexpected) > 3 else ''})")
+        _check_names(st_path, name, own, got)
         for k, (dtype, shape) in got.items():
             if dtype not in NET_DTYPES:
                 raise ModelFileError(f"{st_path}: {name}.{k} is {dtype}; network tensors are "
@@ -325,12 +330,7 @@ def _load_state(net: torch.nn.Module, name: str, tensors: dict[str, torch.Tensor
     prefix = f"{name}."
     own = net.state_dict()
     got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing = sorted(set(own) - set(got))
-    unexpected = sorted(set(got) - set(own))
-    if missing or unexpected:
-        raise ModelFileError(f"{st_path}: {name} does not match its config "
-                             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})")
+    _check_names(st_path, name, own, got)
     for k, v in got.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise ModelFileError(f"{st_path}: {name}.{k} has shape {tuple(v.shape)}, config needs {tuple(own[k].shape)}")
