@@ -250,7 +250,7 @@ PRESETS: dict[str, Preset] = {
            z_dim=512, w_dim=512, resolution=64, mapping_layers=2, channel_base=2048, channel_max=128, mbstd_group=8),
         # The shipped landscape model: side views are wide, so 4:3 from a 4x3 constant. Narrow enough that a 2-core
         # CPU trains it in hours and its full checkpoint (with optimiser state) stays under 40 MB.
-        _p("demo128", "the shipped demo model: 128x96 landscape (4:3), z/w 256, channel_base 2048, max 128",
+        _p("demo128", "the next demo model (training, models/README.md): 128x96 landscape (4:3), z/w 256, max 128",
            TrainingDefaults(batch=32, lr=0.002, gamma=0.5, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=256, w_dim=256, resolution=128, aspect=(4, 3), mapping_layers=2, channel_base=2048, channel_max=128,
            mbstd_group=8),
