@@ -202,7 +202,8 @@ class Trainer:
         self.loss = StyleGAN2Loss(
             self.G, self.D, self.augment,
             LossConfig(r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
-                       pl_batch_shrink=cfg.pl_batch_shrink, style_mix=cfg.style_mix),
+                       pl_batch_shrink=cfg.pl_batch_shrink, style_mix=cfg.style_mix,
+                       diversity=cfg.diversity, invert=self.net_cfg.invert),
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
@@ -305,7 +306,7 @@ class Trainer:
         n = b.real.shape[0]
         z = torch.randn(n, self.net_cfg.z_dim, device=self.device)
         b.fake_c = self._fake_labels(n)
-        loss, b.fake, stats = self.loss.g_main(z, b.fake_c)
+        loss, b.fake, stats = self.loss.g_main(z, b.fake_c, real=b.real)
         return loss, stats
 
     def _g_reg(self, b: Batch) -> tuple[torch.Tensor, dict]:

@@ -26,6 +26,53 @@ class LossConfig:
     pl_batch_shrink: int = 2
     style_mix: float = 0.9
     noise_mode: str = "random"  # per-pixel noise of G during training ("const" only for reproducible checks)
+    diversity: float = 0.0  # weight of the pairwise-diversity hinge (0 = off, the reference's loss)
+    invert: bool = False  # images are inverted (background black): outlines are taken the other way round
+
+
+# Outlines are taken on a coarse copy of the image (about 24 px on the short side): shape and colour blocks,
+# not texture or noise, are what a collapsed model loses.
+_DIVERSITY_SHORT_SIDE = 24
+# White background, as the metrics' foreground masks see it (metrics/diversity.py WHITE_THRESHOLD 235 of 255).
+_BACKGROUND_LEVEL = 235 / 127.5 - 1
+_OUTLINE_SHARPNESS = 20.0
+
+
+def pair_distances(img: torch.Tensor, invert: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean distance between images i and i + N/2 of a batch: (colour, outline), each a differentiable scalar.
+
+    colour: mean absolute difference of the coarse images (in [-1, 1] units); outline: mean absolute difference
+    of soft foreground masks (1 on the shoe, 0 on the white background).
+    """
+    x = img.float()
+    k = max(1, min(x.shape[2], x.shape[3]) // _DIVERSITY_SHORT_SIDE)
+    x = F.avg_pool2d(x, k) if k > 1 else x
+    lum = x.mean(1)
+    if invert:
+        lum = -lum
+    mask = torch.sigmoid((_BACKGROUND_LEVEL - lum) * _OUTLINE_SHARPNESS)
+    h = x.shape[0] // 2
+    colour = (x[:h] - x[h : 2 * h]).abs().mean()
+    outline = (mask[:h] - mask[h : 2 * h]).abs().mean()
+    return colour, outline
+
+
+def diversity_hinge(fake: torch.Tensor, real: torch.Tensor, invert: bool = False) -> tuple[torch.Tensor, dict]:
+    """How far the fakes' pairwise distances fall short of the reals' in the same batch, relative to the reals'.
+
+    A mode-seeking term in the spirit of Mao et al. 2019 (MSGAN) and Yang et al. 2019 (DSGAN), but held at the
+    data's own level instead of rewarded without bound: it is zero while the fakes are as varied (in colour and
+    in outline) as a batch of real images, so a model that already keeps the data's variety trains as the plain
+    StyleGAN2 loss would. Returns (loss, stats with the fake/real ratios).
+    """
+    with torch.no_grad():
+        real_colour, real_outline = pair_distances(real, invert)
+    fake_colour, fake_outline = pair_distances(fake, invert)
+    eps = 1e-4
+    loss = (F.relu(real_colour - fake_colour) / (real_colour + eps)
+            + F.relu(real_outline - fake_outline) / (real_outline + eps))
+    return loss, {"div_colour": (fake_colour / (real_colour + eps)).detach(),
+                  "div_outline": (fake_outline / (real_outline + eps)).detach()}
 
 
 class StyleGAN2Loss:
@@ -77,12 +124,22 @@ class StyleGAN2Loss:
 
     # -- phases ------------------------------------------------------------------------------------------
 
-    def g_main(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Non-saturating G loss softplus(-D(G(z))). Returns (loss, detached fakes for the D step, stats)."""
+    def g_main(self, z: torch.Tensor, c: torch.Tensor | None,
+               real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Non-saturating G loss softplus(-D(G(z))). Returns (loss, detached fakes for the D step, stats).
+
+        With `diversity` > 0 and the iteration's reals given, adds the diversity hinge (fakes at least as varied
+        as the reals of the same batch).
+        """
         img, _ = self.run_G(z, c, update_w_avg=True)
         logits = self.run_D(img, c)
         loss = F.softplus(-logits).mean()
-        return loss, img.detach(), {"loss_G": loss.detach(), "D_fake_G": logits.detach().mean()}
+        stats = {"loss_G": loss.detach(), "D_fake_G": logits.detach().mean()}
+        if self.cfg.diversity > 0 and real is not None and img.shape[0] >= 2:
+            div, div_stats = diversity_hinge(img, real, self.cfg.invert)
+            loss = loss + self.cfg.diversity * div
+            stats.update(div_stats, loss_div=div.detach())
+        return loss, img.detach(), stats
 
     def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
