@@ -135,7 +135,9 @@ def test_metrics_cli_prints_the_diversity_table_with_its_ceiling(tmp_path):
     from sneakergan.cli import app
     from sneakergan.prepare.synth import write_synth_dataset
 
-    demo = Path(__file__).resolve().parents[1] / "models" / "demo64"
+    from sneakergan.serve.model_source import DEMO_NAME
+
+    demo = Path(__file__).resolve().parents[1] / "models" / DEMO_NAME
     data = write_synth_dataset(tmp_path / "d.zip", count=24, resolution=64, seed=4)
     res = CliRunner().invoke(app, ["metrics", "--model", str(demo), "--data", str(data), "--metrics", "div1k",
                                    "--num", "12", "--extractor", "random-tiny", "--cache-dir", str(tmp_path / "c"),

@@ -19,6 +19,7 @@ from sneakergan.modelfile import load_checkpoint
 from sneakergan.nets.layers import fir_taps, upfirdn2d
 from sneakergan.precision import autocast, compute_dtype, cpu_has_native_bf16, resolve_precision
 from sneakergan.prepare.synth import write_synth_dataset
+from sneakergan.serve.model_source import DEMO_NAME
 from sneakergan.train.config import resolve_config
 from sneakergan.train.loop import Trainer, read_log
 from sneakergan.train.loss import LossConfig, StyleGAN2Loss
@@ -26,7 +27,7 @@ from sneakergan.train.mixed import MixedPrecision
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "nvlabs"
-DEMO = ROOT / "models" / "demo64"
+DEMO = ROOT / "models" / DEMO_NAME
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

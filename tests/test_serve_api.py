@@ -26,7 +26,7 @@ from sneakergan.serve.app import ServeConfig, create_app
 from sneakergan.serve.cache import BytesLRU
 from sneakergan.serve.engine import EngineConfig
 from sneakergan.serve.gallery import load_index
-from sneakergan.serve.model_source import ModelSource, build_random_tiny, find_model
+from sneakergan.serve.model_source import DEMO_NAME, ModelSource, build_random_tiny, find_model
 from sneakergan.serve.pool import BatchPool, Overloaded, PoolConfig
 
 PSI = 0.7
@@ -502,15 +502,15 @@ def test_bytes_lru_evicts_least_recently_used():
 def test_find_model_prefers_the_demo_model(tmp_path, model):
     models, cache, runs = tmp_path / "models", tmp_path / "cache", tmp_path / "runs"
     assert find_model(model, models, cache, runs) == ModelSource(model)
-    build_random_tiny(runs / "demo64" / "snapshot-000010")
-    (runs / "demo64" / "junk.safetensors").write_bytes(b"not a model")
+    build_random_tiny(runs / DEMO_NAME / "snapshot-000010")
+    (runs / DEMO_NAME / "junk.safetensors").write_bytes(b"not a model")
     src = find_model(None, models, cache, runs)
-    assert src.path == runs / "demo64" / "snapshot-000010.safetensors" and "training snapshot" in src.banner
+    assert src.path == runs / DEMO_NAME / "snapshot-000010.safetensors" and "training snapshot" in src.banner
     build_random_tiny(models / "demo-old")
     src = find_model(None, models, cache, runs)
-    assert src.path.name == "demo-old.safetensors" and "demo64" in src.banner
-    build_random_tiny(models / "demo64")
-    assert find_model(None, models, cache, runs) == ModelSource(models / "demo64.safetensors")
+    assert src.path.name == "demo-old.safetensors" and DEMO_NAME in src.banner
+    build_random_tiny(models / DEMO_NAME)
+    assert find_model(None, models, cache, runs) == ModelSource(models / f"{DEMO_NAME}.safetensors")
 
 
 def test_find_model_falls_back_once_to_a_cached_model(tmp_path):

@@ -48,8 +48,10 @@ def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (make chromium)")
     pytest.importorskip("playwright.sync_api")
-    demo = ROOT / "models" / "demo64.safetensors"
-    if demo.exists() and (ROOT / "models" / "demo64.json").exists():
+    from sneakergan.serve.model_source import DEMO_NAME
+
+    demo = ROOT / "models" / f"{DEMO_NAME}.safetensors"
+    if demo.exists() and demo.with_suffix(".json").exists():
         model = demo
     else:
         from sneakergan.serve.model_source import build_random_tiny
