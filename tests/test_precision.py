@@ -162,11 +162,15 @@ def test_bf16_checkpoints_are_precision_neutral(runs):
                                    rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("threads", [1, 2])  # 1: bf16 weight-gradient kernel; more: float32 copies
-def test_bf16_convolutions_keep_float32_weight_gradients_and_double_backward(threads):
+@pytest.mark.parametrize("threads,fp32_kernel", [(1, False), (2, False), (2, True)])
+def test_bf16_convolutions_keep_float32_weight_gradients_and_double_backward(threads, fp32_kernel, monkeypatch):
     # nets/conv.py: bf16 forward and input gradients, float32 weight gradients (also through R1's double backward).
     from sneakergan.nets.conv import conv2d, conv_transpose2d
 
+    if fp32_kernel:  # the float32 weight-gradient kernel for busy shared machines
+        monkeypatch.setenv("SNEAKERGAN_FP32_WEIGHT_GRAD", "1")
+    else:
+        monkeypatch.delenv("SNEAKERGAN_FP32_WEIGHT_GRAD", raising=False)
     torch.manual_seed(0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
