@@ -1,8 +1,8 @@
 """Numeric precision of a run: which dtype the big products compute in, chosen once per device.
 
 `auto` means bf16 where the hardware has native bf16 units (CPUs with AMX or AVX512-BF16, CUDA devices that
-support it) and fp32 elsewhere. Master weights, optimiser state, EMA, loss reductions and the regularisers stay
-fp32 whatever is chosen: precision is a property of a run, never of a checkpoint.
+support it) and fp32 elsewhere. Master weights, optimiser state, EMA, loss reductions and the regularisers'
+penalties stay fp32 whatever is chosen: precision is a property of a run, never of a checkpoint.
 
     prec = resolve_precision("auto", torch.device("cpu"))   # "bf16" on this project's CPUs
     with autocast(prec, device):
