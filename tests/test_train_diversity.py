@@ -9,7 +9,7 @@ from sneakergan.prepare.synth import write_synth_dataset
 from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
-from sneakergan.train.loss import diversity_hinge, pair_distances
+from sneakergan.train.loss import diversity_hinge, pair_distances, soft_outline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,11 +42,25 @@ def test_a_collapsed_batch_is_pushed_apart_in_outline_and_colour(reals):
     assert after[0] > before[0] and after[1] > before[1]
 
 
-def test_outline_ignores_the_inverted_background(reals):
+def test_outline_ignores_the_background_colour(reals):
+    # Inverted images (black canvas) have the same outlines as the white originals.
     colour, outline = pair_distances(reals)
-    colour_inv, outline_inv = pair_distances(-reals, invert=True)
+    colour_inv, outline_inv = pair_distances(-reals)
     assert float(outline_inv) == pytest.approx(float(outline), rel=1e-5)
     assert float(colour_inv) == pytest.approx(float(colour), rel=1e-5)
+
+
+def test_one_shape_in_many_colours_is_caught_by_the_outline(reals):
+    # The collapse the shipped model showed: one silhouette, recoloured, here on canvases of different hazy tints
+    # (as an early generator draws them). Colour stays varied, the outline does not.
+    torch.manual_seed(0)
+    shoe = reals[:1].repeat(16, 1, 1, 1)
+    foreground = soft_outline(shoe)[:, None] > 0.5
+    tint = torch.rand(16, 3, 1, 1) * 1.2 - 1  # uppers clearly darker than any canvas
+    haze = 0.75 + 0.2 * torch.rand(16, 3, 1, 1) + 0.01 * torch.randn_like(shoe)
+    recoloured = torch.where(foreground, tint.expand_as(shoe), haze)
+    _, stats = diversity_hinge(recoloured, reals)
+    assert float(stats["div_colour"]) > 0.5 and float(stats["div_outline"]) < 0.15, stats
 
 
 def test_training_with_the_hinge_logs_its_ratios(tmp_path):
