@@ -26,8 +26,9 @@ if [ -e "$RUN/checkpoint-latest.json" ]; then
   $BIN/sneakergan train --resume "$RUN" --kimg "$KIMG" --precision "$PRECISION"
 else
   # The recipe (models/README.md): R1 gamma 1, ADA that moves p 1 per 100 kimg, and the diversity hinge, which
-  # pushes G only while its images are less varied (colour, outline) than the batch's reals. Without the hinge
-  # this network collapsed to one silhouette by 32 kimg twice; the run in models/ used weight 1 to 32 kimg, then 2.
+  # pushes G only while its images are less varied (colour, outline) than the batch's reals. Without it (or with
+  # an outline measure that hazy canvases fooled) this network collapsed to one silhouette in two runs, by 71 and by
+  # 32 kimg; the run in models/ used weight 1 (fooled) to 32 kimg, then 2 with the canvas-relative outline.
   $BIN/sneakergan train --data "$DATA" --preset demo128 --kimg "$KIMG" --out "$RUN" --precision "$PRECISION" \
     --snap 8 --tick 2 --aug ada --augpipe bg --ada-kimg 100 --gamma 1 --diversity 2 --seed 1 --workers 1 \
     --metrics div1k --metrics-extractor random-tiny --metrics-every 16 --metrics-num 500

@@ -1,21 +1,33 @@
-"""The shipped demo model draws sneakers: its samples pass the same image statistics as the synthetic set.
+"""The shipped demo model draws sneakers, as varied as its training data, and its sliders change them visibly.
 
 The statistics (sneakergan.metrics.sneaker_stats) check a mostly white background, a darker sole band in the bottom
 third of the object and a single connected object. An untrained network of the same shape fails them, so passing
-means the model learned sneakers, not just that it runs.
+means the model learned sneakers, not just that it runs. The diversity test judges the samples as a set against the
+synthetic training data (pixel-PCA recall and coverage, the outlines' pairwise IoU), with looser bounds than the
+model card's 1,000-sample figures since it draws a few hundred.
 """
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from sneakergan.edit.directions import DirectionSet, directions_path
+from sneakergan.edit.effect import silhouette_iou
+from sneakergan.edit.render import Renderer
 from sneakergan.generate import generate_images, load_generator
+from sneakergan.metrics.diversity import diversity_figures
 from sneakergan.metrics.sneaker_stats import summarize
 from sneakergan.modelfile import read_meta
 from sneakergan.nets import Generator
+from sneakergan.prepare.synth import write_synth_dataset
+from sneakergan.serve.model_source import DEMO_NAME
+from sneakergan.train.dataset import ImageDataset
 
-DEMO = Path(__file__).resolve().parents[1] / "models" / "demo64.safetensors"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DEMO = MODELS / f"{DEMO_NAME}.safetensors"
 SEEDS = list(range(1000, 1048))
 
 
@@ -25,12 +37,17 @@ def demo():
 
 
 def test_demo_model_is_shipped_small_and_safe():
-    assert DEMO.exists(), "models/demo64.safetensors is the shipped demo model"
+    assert DEMO.exists(), f"models/{DEMO_NAME}.safetensors is the shipped demo model"
     size = DEMO.stat().st_size + DEMO.with_suffix(".json").stat().st_size
     assert size < 30e6
     meta = read_meta(DEMO)
     assert meta["nets"] == ["G_ema"] and meta["config"]["resolution"] in (64, 128)
     assert meta["state"]["kimg"] > 0
+
+
+def test_demo_model_is_landscape(demo):
+    # Side views are wide: the demo draws 4:3 canvases, as the site lays them out.
+    assert (demo.cfg.img_width, demo.cfg.img_height) == (128, 96)
 
 
 def test_demo_samples_look_like_sneakers(demo):
@@ -40,9 +57,6 @@ def test_demo_samples_look_like_sneakers(demo):
     assert stats["single_object"] > 0.8, stats
     assert stats["sole_contrast"] > 0.05, stats
     assert stats["sneaker_like"] > 0.7, stats
-    # varied: different sneakers, not one mode
-    mean_colours = torch.tensor([im.reshape(-1, 3).mean(0).tolist() for im in images])
-    assert mean_colours.std(0).mean() > 3.0
 
 
 def test_untrained_network_of_the_same_shape_fails(demo):
@@ -52,11 +66,52 @@ def test_untrained_network_of_the_same_shape_fails(demo):
     assert summarize(images)["sneaker_like"] < 0.2
 
 
-def test_demo_directions_are_named(demo):
-    import json
+def _synth_images(path: Path, count: int, seed: int, demo) -> np.ndarray:
+    cfg = demo.cfg
+    write_synth_dataset(path, count, max(cfg.img_width, cfg.img_height), seed=seed,
+                        aspect=(cfg.img_width // 32, cfg.img_height // 32))
+    ds = ImageDataset(str(path))
+    return np.stack([ds[i][0].permute(1, 2, 0).numpy() for i in range(len(ds))])
 
-    path = DEMO.with_name("demo64.directions.json")
+
+def test_demo_model_keeps_the_datas_variety(demo, tmp_path):
+    """The issue's targets (recall >= 0.5, coverage >= 0.6 at 1,000 samples; mask IoU within 0.05 of the data's),
+    loosened for 300 samples; a model collapsed to one silhouette (the previous demo: recall 0.002) fails."""
+    real_a = _synth_images(tmp_path / "a.zip", 300, 11, demo)
+    real_b = _synth_images(tmp_path / "b.zip", 300, 12, demo)
+    fake = np.stack([arr for _, arr in generate_images(demo, list(range(300)), psi=1.0, batch_size=32)])
+    assert fake.shape[1:] == real_a.shape[1:]
+    fig = diversity_figures(real_a, real_b, fake)
+    assert fig["pca_recall_ceiling"] > 0.7 and fig["pca_coverage_ceiling"] > 0.8, fig  # the yardstick itself works
+    assert fig["pca_recall"] >= 0.35, fig
+    assert fig["pca_coverage"] >= 0.45, fig
+    assert abs(fig["mask_iou"] - fig["mask_iou_ceiling"]) <= 0.08, fig
+
+
+def _named(path: Path) -> list[dict]:
     data = json.loads(path.read_text())
     items = data["directions"] if isinstance(data, dict) else data
-    named = [d for d in items if d.get("name") and not d.get("hidden")]
+    return [d for d in items if d.get("name") and not d.get("hidden")]
+
+
+def test_demo_directions_are_named_and_one_changes_the_shape(demo):
+    named = _named(DEMO.with_name(f"{DEMO_NAME}.directions.json"))
     assert len(named) >= 3
+    renderer = Renderer(demo, DirectionSet.load(directions_path(DEMO)), model_id=DEMO_NAME)
+    iou = silhouette_iou(renderer, [d["id"] for d in named], seeds=range(8))
+    assert min(iou.values()) < 0.75, iou  # the issue's bar for "visibly changes the silhouette"
+
+
+def test_coarse_style_mixing_changes_the_shape(demo):
+    from sneakergan.metrics.diversity import foreground_masks
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        w = demo.mapping(torch.randn(16, demo.cfg.z_dim), None, psi=0.7)
+        mixed = w.clone()
+        mixed[:, :4] = w.roll(1, 0)[:, :4]  # coarse layers (4x3 and 8x6) from another seed
+        a = (demo.synthesis(w, noise_mode="const").clamp(-1, 1) * 127.5 + 127.5).permute(0, 2, 3, 1).byte().numpy()
+        b = (demo.synthesis(mixed, noise_mode="const").clamp(-1, 1) * 127.5 + 127.5).permute(0, 2, 3, 1).byte().numpy()
+    ma, mb = foreground_masks(a), foreground_masks(b)
+    iou = ((ma & mb).sum((1, 2)) / np.maximum((ma | mb).sum((1, 2)), 1)).mean()
+    assert iou < 0.85, iou
