@@ -317,8 +317,8 @@ def test_plot_draws_p_on_its_own_axis_the_target_resumes_and_metrics():
     for i in range(1, 7):
         row = {"kimg": float(i), "cur_nimg": i * 1000, "loss_G": 1.0, "loss_D": 1.2, "p": 0.01 * i, "r_t": 0.5,
                "sec_per_kimg": 3.0, "metrics": {"fid50k_full": 40.0 - i, "kid50k_full": 0.03,
-                                                "div_precision": 0.5, "div_precision_ceiling": 0.96,
-                                                "mask_iou": 0.7}}
+                                                "div_precision": 0.5, "div_recall": 0.4,
+                                                "div_recall_ceiling": 0.96, "mask_iou": 0.7}}
         if i == 4:
             row["resumed_at_kimg"] = 3.0
         rows.append(row)
@@ -330,9 +330,12 @@ def test_plot_draws_p_on_its_own_axis_the_target_resumes_and_metrics():
     assert [ln.get_label() for ln in aug.get_lines() if not ln.get_label().startswith("_")] == ["p"]
     labels = {ln.get_label(): ln for ln in twin.get_lines()}
     assert "r_t" in labels and list(labels["r_t target 0.6"].get_ydata()) == [0.6, 0.6]
-    div = [ax for ax in fig.axes if ax.get_title() == "diversity"][0]
-    styles = {ln.get_label(): ln.get_linestyle() for ln in div.get_lines()}
-    assert styles["div_precision_ceiling"] == "--" and styles["div_precision"] == "-" and "mask_iou" in styles
+    div = [ax for ax in fig.axes if ax.get_title().startswith("diversity")][0]
+    lines = [ln for ln in div.get_lines() if ln.get_label() != "_resume"]
+    named = {ln.get_label(): ln for ln in lines if not ln.get_label().startswith("_")}
+    assert set(named) == {"div_recall", "mask_iou"}  # the headline figures; precision stays in the log
+    ceiling = [ln for ln in lines if ln.get_linestyle() == "--"]
+    assert len(ceiling) == 1 and ceiling[0].get_color() == named["div_recall"].get_color()  # beside its figure
     quality = [ax for ax in fig.axes if ax.get_title() == "quality"][0]
     assert quality.get_yscale() == "log"
     assert all(any(list(ln.get_xdata()) == [3.0, 3.0] for ln in ax.get_lines()) for ax in fig.axes

@@ -65,7 +65,10 @@ def build_figure(rows: list[dict[str, Any]], title: str = "", target: float = DE
     if quality:
         panels.append(("quality", quality, "metric"))
     if diversity:
-        panels.append(("diversity", diversity, "metric"))
+        # The headline figures only (recall, coverage, outline IoU, each beside its ceiling): all of a divNk
+        # table's 20-odd series in one panel hide each other and the legend covers the axes. The log has the rest.
+        headline = [k for k in diversity if k.removesuffix("_ceiling").endswith(("_recall", "_coverage", "mask_iou"))]
+        panels.append(("diversity (dashed: the data's ceiling)", headline or diversity, "metric"))
     resumes = [r["resumed_at_kimg"] for r in rows if isinstance(r.get("resumed_at_kimg"), (int, float))]
 
     cols = 2
@@ -75,17 +78,21 @@ def build_figure(rows: list[dict[str, Any]], title: str = "", target: float = DE
         if kind == "aug":
             _augmentation_panel(ax, rows, target)
         else:
+            colours: dict[str, str] = {}
             for key in keys:
                 xs, ys = _series(rows, key, metric=kind == "metric")
                 if not xs:
                     continue
-                style = "--" if key.endswith("_ceiling") else "-"
-                ax.plot(xs, ys, style, label=key, marker="." if len(xs) < 30 else None)
+                base = key.removesuffix("_ceiling")
+                colour = colours.setdefault(base, f"C{len(colours) % 10}")  # a figure and its ceiling share a colour
+                ceiling = key.endswith("_ceiling")
+                ax.plot(xs, ys, "--" if ceiling else "-", color=colour, label=None if ceiling else key,
+                        marker="." if len(xs) < 30 else None)
             if kind == "metric" and name == "quality":
                 values = [y for k in keys for y in _series(rows, k, metric=True)[1]]
                 if values and min(values) > 0 and max(values) / min(values) > 100:
                     ax.set_yscale("log")  # FID and KID differ by orders of magnitude
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7 if len(keys) > 6 else 8)
         for x in resumes:
             ax.axvline(x, color="grey", linestyle=":", linewidth=1, label="_resume")
         ax.set_title(name + (" (dotted: resumed)" if resumes and name == panels[0][0] else ""))
