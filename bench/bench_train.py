@@ -8,7 +8,10 @@ Two modes per preset:
 Reals come from one pre-loaded batch (data decoding runs in a worker process during training anyway).
 
     .venv/bin/python bench/bench_train.py [--presets tiny,demo64] [--iters 8] [--threads N] [--device auto]
-                                          [--precision auto|fp32|bf16|fp16] [--repeats 2]
+                                          [--precision auto|fp32|bf16|fp16] [--repeats 2] [--procs 1,2]
+
+--procs 1,2 also times the step as `torchrun --nproc_per_node 2 ... --threads 1` runs it: two processes of one
+thread each, averaging gradients (gloo). On a 2-core CPU that keeps both cores busier than two threads of one process.
 
 --precision auto (the default) measures fp32 and bf16 (where the device has it) alternately, --repeats times, so
 both see the same machine; the table shows every repeat and the speed-up of each over fp32.
@@ -28,7 +31,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sneakergan.bench import bench_precisions, noise_dataset, time_training_step as measure  # noqa: E402
+from sneakergan.bench import bench_precisions, noise_dataset, time_training_step, time_training_step_ddp  # noqa: E402
 from sneakergan.generate import resolve_device  # noqa: E402
 from sneakergan.nets import get_preset  # noqa: E402
 
@@ -43,13 +46,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="override every preset's batch")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--procs", default="1", help="comma-separated process counts (>1: one thread each, gloo)")
     args = ap.parse_args()
     precs = bench_precisions(args.precision, resolve_device(args.device))
     dev = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     dev_name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU x{args.threads or os.cpu_count()} threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device: {dev_name}; torch {torch.__version__}; load average at start {load:.1f}")
-    header = (f"{'preset':10s} {'res':>4s} {'batch':>5s} {'mode':5s} {'prec':5s} {'img/s':>8s} {'s/kimg':>8s} "
+    header = (f"{'preset':10s} {'res':>4s} {'batch':>5s} {'mode':5s} {'procs':>5s} {'prec':5s} {'img/s':>8s} {'s/kimg':>8s} "
               f"{'kimg/h':>8s} {'img/cpu-s':>9s} {'vs fp32':>7s}")
     print(header)
     print("-" * len(header))
@@ -62,17 +66,24 @@ def main() -> None:
             for mode in args.modes.split(","):
                 for rep in range(args.repeats):
                     fp32 = None
-                    for prec in precs:
-                        batch, sec, cpu = measure(name, mode, data, tmp_path / f"run-{name}-{mode}-{prec}", args.iters,
-                                                  args.threads, args.device, args.batch, prec)
-                        ips = batch / sec
-                        fp32 = ips if prec == "fp32" else fp32
-                        speedup = f"{ips / fp32:7.2f}" if fp32 and prec != "fp32" else f"{'-':>7s}"
-                        print(f"{name:10s} {res:4d} {batch:5d} {mode:5s} {prec:5s} {ips:8.1f} {1000 / ips:8.1f} "
-                              f"{ips * 3.6:8.1f} {batch / cpu:9.1f} {speedup}", flush=True)
+                    for procs in (int(n) for n in args.procs.split(",")):
+                        for prec in precs:
+                            run = tmp_path / f"run-{name}-{mode}-{prec}-{procs}"
+                            if procs > 1:
+                                batch, sec, cpu = time_training_step_ddp(name, mode, data, run, args.iters, procs,
+                                                                         args.device, args.batch, prec)
+                            else:
+                                batch, sec, cpu = time_training_step(name, mode, data, run, args.iters, args.threads,
+                                                                     args.device, args.batch, prec)
+                            ips = batch / sec
+                            fp32 = ips if (prec == "fp32" and procs == 1) else fp32
+                            speedup = f"{ips / fp32:7.2f}" if fp32 and not (prec == "fp32" and procs == 1) else f"{'-':>7s}"
+                            print(f"{name:10s} {res:4d} {batch:5d} {mode:5s} {procs:5d} {prec:5s} {ips:8.1f} "
+                                  f"{1000 / ips:8.1f} {ips * 3.6:8.1f} {batch / cpu / procs:9.1f} {speedup}", flush=True)
     print("reference (REFERENCES.md, same CPU, idle, 2 threads, core mode): 64 px cb2048/cm128/2 mapping, batch 16: "
           "24.1 img/s (>= 12 img/cpu-s); 32 px same widths: 36.2 img/s.\n"
-          "img/cpu-s (images per CPU-second of this process) is robust to other load; on an idle machine img/s is "
+          "vs fp32: against the 1-process fp32 row of the same repeat.\n"
+          "img/cpu-s (images per CPU-second of this process, per process) is robust to other load; on an idle machine img/s is "
           "about threads x img/cpu-s x parallel efficiency.")
 
 

@@ -154,6 +154,50 @@ def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int
     return tr.cfg.batch, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
+def _ddp_rank(rank: int, procs: int, port: int, args: tuple, results: Any) -> None:
+    """One rank of `time_training_step_ddp` (spawned): torchrun's environment, one thread, the same timer."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(procs),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    preset, mode, data, out, iters, device, batch, precision = args
+    try:
+        results.put((rank, time_training_step(preset, mode, data, out, iters, 1, device, batch, precision)))
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def time_training_step_ddp(preset: str, mode: str, data: Path, out: Path, iters: int, procs: int,
+                           device: str = "cpu", batch: int | None = None,
+                           precision: str = "fp32") -> tuple[int, float, float]:
+    """`time_training_step` for `procs` processes of one thread each (gloo), as `torchrun --nproc_per_node`.
+
+    Why: on a few CPU cores the step's many small kernels scale badly across threads of one process, while
+    processes that each own a core and average gradients once per phase keep both busy. Returns the global batch,
+    rank 0's wall seconds per step and its CPU seconds.
+    """
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free port for the rendezvous, on loopback only
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    args = (preset, mode, data, out, iters, device, batch, precision)
+    ps = [ctx.Process(target=_ddp_rank, args=(r, procs, port, args, results)) for r in range(procs)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    if any(p.exitcode for p in ps):
+        raise RuntimeError(f"a benchmark rank failed (exit codes {[p.exitcode for p in ps]})")
+    got = dict(results.get() for _ in ps)
+    return got[0]
+
+
 def noise_dataset(folder: Path, width: int, height: int, count: int = 32) -> Path:
     """A zip of random images: training speed does not depend on what the pixels show."""
     import io
