@@ -14,9 +14,10 @@ RUN=runs/demo128
 RESUME=models/demo128-resume
 KIMG=${DEMO_KIMG:-200}
 PRECISION=${PRECISION:-auto}
-# One process per core, one thread each, averaging gradients (torchrun, gloo): the step's many small kernels scale
-# badly over two threads of one process; two processes train demo128 about 1.2x faster on 2 cores (README, bf16).
-PROCS=${PROCS:-$(nproc)}
+# One process per GPU where there are GPUs; else one per core, one thread each, averaging gradients (torchrun,
+# gloo): the step's many small kernels scale badly over two threads of one process, and two processes train demo128
+# about 1.2x faster on 2 cores (README, bf16).
+PROCS=${PROCS:-$($BIN/python -c "import os, torch; print(torch.cuda.device_count() or os.cpu_count())")}
 if [ "$PROCS" -gt 1 ]; then
   TRAIN=(env OMP_NUM_THREADS=1 $BIN/torchrun --standalone --nproc_per_node "$PROCS" -m sneakergan.cli train --threads 1)
 else
