@@ -190,8 +190,12 @@ def time_training_step_ddp(preset: str, mode: str, data: Path, out: Path, iters:
     ps = [ctx.Process(target=_ddp_rank, args=(r, procs, port, args, results)) for r in range(procs)]
     for p in ps:
         p.start()
-    for p in ps:
-        p.join()
+    while any(p.is_alive() for p in ps):
+        if any(p.exitcode for p in ps):  # one rank died: the others would wait for it in a collective
+            for p in ps:
+                p.terminate()
+        for p in ps:
+            p.join(0.2)
     if any(p.exitcode for p in ps):
         raise RuntimeError(f"a benchmark rank failed (exit codes {[p.exitcode for p in ps]})")
     got = dict(results.get() for _ in ps)
