@@ -50,9 +50,9 @@ def serve(
     if model is not None:
         model = resolve_model(model)
     cli_options.device(device)  # cuda on a machine without it: one line now, not a traceback later
-    _check_port(host, port)  # before the model loads: a taken port should fail in a second, with one line
     if base_url is not None and not base_url.startswith(("http://", "https://")):
-        fail("--base-url must start with http:// or https://")
+        fail("--base-url must start with http:// or https://")  # a bad flag is reported whatever the port's state
+    _check_port(host, port)  # before the model loads: a taken port should fail in a second, with one line
     shown_host = f"[{host}]" if ":" in host else host
     config = ServeConfig(
         engine=EngineConfig(psi=psi, device=device, precision=precision, gallery_dir=gallery,
