@@ -1,4 +1,5 @@
-"""The diversity hinge: zero while fakes are as varied as the reals, a push toward variety when they collapse."""
+"""The diversity terms of the G loss: the hinge (zero while fakes are as varied as the reals, a push toward variety
+when they collapse) and the kernel MMD (near zero for a second sample of the data, large for a collapsed batch)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sneakergan.prepare.synth import write_synth_dataset
 from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
-from sneakergan.train.loss import diversity_hinge, pair_distances, soft_outline
+from sneakergan.train.loss import coarse_features, diversity_hinge, kernel_mmd, pair_distances, soft_outline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,3 +72,46 @@ def test_training_with_the_hinge_logs_its_ratios(tmp_path):
     rows = [r for r in read_log(tmp_path / "run") if "div_outline" in r]
     assert rows, "the hinge's ratios are logged"
     assert all(0 <= r["div_outline"] < 10 and r["loss_div"] >= 0 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def more_reals(tmp_path_factory) -> torch.Tensor:
+    path = write_synth_dataset(tmp_path_factory.mktemp("d2") / "s.zip", 32, 32, seed=4)
+    ds = ImageDataset(str(path))
+    return torch.stack([to_float(ds[i][0]) for i in range(32)])
+
+
+def test_mmd_is_small_for_the_data_and_large_for_a_collapse(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    same, _ = kernel_mmd(a, b)
+    collapsed, _ = kernel_mmd(a[:1].repeat(16, 1, 1, 1), b)
+    recoloured, _ = kernel_mmd(-a[:1].repeat(16, 1, 1, 1).abs(), b)
+    assert abs(float(same)) < 0.1
+    assert float(collapsed) > 5 * max(float(same), 0.02)
+    assert float(recoloured) > 5 * max(float(same), 0.02)
+
+
+def test_mmd_gradient_pulls_a_collapsed_batch_toward_the_data(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    fake = (a[:1].repeat(16, 1, 1, 1) + 0.05 * torch.randn(16, *a.shape[1:])).requires_grad_(True)
+    loss, stats = kernel_mmd(fake, b)
+    assert float(stats["mmd"]) == pytest.approx(float(loss.detach()))
+    loss.backward()
+    assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+    with torch.no_grad():
+        stepped = fake - 20.0 * fake.grad / fake.grad.abs().amax()
+        after, _ = kernel_mmd(stepped, b)
+    assert float(after) < float(loss.detach())
+    # And it spreads the batch out: the coarse features of the stepped fakes differ more from each other.
+    spread = lambda x: torch.pdist(coarse_features(x)).mean()  # noqa: E731
+    assert float(spread(stepped)) > float(spread(fake.detach()))
+
+
+def test_training_with_mmd_logs_it(tmp_path):
+    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
+    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
+                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, mmd=1.0))
+    Trainer(cfg, progress=False).run()
+    rows = [r for r in read_log(tmp_path / "run") if "mmd" in r]
+    assert rows, "the MMD is logged"
+    assert all(-1 < r["mmd"] < 6 for r in rows)

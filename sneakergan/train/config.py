@@ -87,6 +87,8 @@ class TrainConfig:
     style_mix: float = knob(0.9, "Style-mixing probability (0 = off).", ge=0, le=1)
     diversity: float = knob(0.0, "Diversity hinge weight: G is pushed while its images are less varied (colour, "
                                  "outline) than the batch's reals (0 = off, the reference's loss).", ge=0)
+    mmd: float = knob(0.0, "Kernel MMD weight: G also matches the distribution of the batch's reals on coarse images "
+                           "and outlines, a mode-covering term (0 = off, the reference's loss).", ge=0)
     ema_kimg: float = knob(10.0, "G_ema half-life in kimg.", flag="--ema", ge=0)
     ema_rampup: float | None = knob(None, "G_ema ramp-up: half-life at most this x the images shown (none = off).",
                                     ge=0)

@@ -27,6 +27,7 @@ class LossConfig:
     style_mix: float = 0.9
     noise_mode: str = "random"  # per-pixel noise of G during training ("const" only for reproducible checks)
     diversity: float = 0.0  # weight of the pairwise-diversity hinge (0 = off, the reference's loss)
+    mmd: float = 0.0  # weight of the kernel MMD between fakes and the batch's reals on coarse images (0 = off)
 
 
 # Outlines are taken on a coarse copy of the image (about 24 px on the short side): shape and colour blocks,
@@ -86,6 +87,53 @@ def diversity_hinge(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tenso
                   "div_outline": (fake_outline / (real_outline + eps)).detach()}
 
 
+# Kernel widths of the MMD term, as multiples of the median squared distance between the batch's reals: one
+# narrow (neighbours), one at the data's scale, one wide (global layout), so no single choice of width matters.
+_MMD_WIDTHS = (0.25, 1.0, 4.0)
+
+
+def coarse_features(img: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1] -> [N, F]: the coarse image (~24 px short side) and its soft outline, flattened.
+
+    The outline counts as much as the colours (it is scaled to the same number of values), because shape is what
+    the narrow demo networks lose first.
+    """
+    x = img.float()
+    k = max(1, min(x.shape[2], x.shape[3]) // _DIVERSITY_SHORT_SIDE)
+    x = F.avg_pool2d(x, k) if k > 1 else x
+    mask = soft_outline(x) * 2 - 1  # the colours' [-1, 1] range
+    return torch.cat([x.flatten(1), mask.flatten(1).repeat(1, 3)], dim=1) / math.sqrt(x[0].numel())
+
+
+def kernel_mmd(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Unbiased squared MMD between fakes and reals (Gaussian kernels on `coarse_features`); gradients reach G only.
+
+    Matching the whole distribution of coarse images, not just their mean spread, is a mode-covering signal
+    (Li et al. 2015, generative moment matching; Dziugaite et al. 2015): every real draws the fakes near it, so
+    silhouettes and colourways that G has dropped pull it back, which the per-image adversarial loss does not do.
+    Returns (loss, stats).
+    """
+    f = coarse_features(fake)
+    with torch.no_grad():
+        r = coarse_features(real)
+        d_rr = torch.cdist(r, r).square()
+        n_r = r.shape[0]
+        off_r = ~torch.eye(n_r, dtype=torch.bool, device=r.device)
+        scale = d_rr[off_r].median().clamp_min(1e-6)
+    d_ff = torch.cdist(f, f).square()
+    d_fr = torch.cdist(f, r).square()
+    n_f = f.shape[0]
+    off_f = ~torch.eye(n_f, dtype=torch.bool, device=f.device)
+    loss = torch.zeros([], device=f.device)
+    for width in _MMD_WIDTHS:
+        s = 2 * width * scale
+        k_ff = torch.exp(-d_ff / s)[off_f].mean()
+        k_rr = torch.exp(-d_rr / s)[off_r].mean()
+        k_fr = torch.exp(-d_fr / s).mean()
+        loss = loss + k_ff + k_rr - 2 * k_fr
+    return loss, {"mmd": loss.detach()}
+
+
 class StyleGAN2Loss:
     """Holds G, D, the augmentation pipe and the path-length running mean; one method per training phase."""
 
@@ -140,7 +188,7 @@ class StyleGAN2Loss:
         """Non-saturating G loss softplus(-D(G(z))). Returns (loss, detached fakes for the D step, stats).
 
         With `diversity` > 0 and the iteration's reals given, adds the diversity hinge (fakes at least as varied
-        as the reals of the same batch).
+        as the reals of the same batch); with `mmd` > 0, the kernel MMD between the fakes and those reals.
         """
         img, _ = self.run_G(z, c, update_w_avg=True)
         logits = self.run_D(img, c)
@@ -150,6 +198,10 @@ class StyleGAN2Loss:
             div, div_stats = diversity_hinge(img, real)
             loss = loss + self.cfg.diversity * div
             stats.update(div_stats, loss_div=div.detach())
+        if self.cfg.mmd > 0 and real is not None and img.shape[0] >= 2 and real.shape[0] >= 2:
+            mmd, mmd_stats = kernel_mmd(img, real)
+            loss = loss + self.cfg.mmd * mmd
+            stats.update(mmd_stats)
         return loss, img.detach(), stats
 
     def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float,
