@@ -254,8 +254,9 @@ PRESETS: dict[str, Preset] = {
            TrainingDefaults(batch=32, lr=0.002, gamma=0.5, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=256, w_dim=256, resolution=128, aspect=(4, 3), mapping_layers=2, channel_base=2048, channel_max=128,
            mbstd_group=8),
-        # demo128's network at 64 x 48: a quarter of the pixels, so a 2-core CPU gives it about three times the steps
-        # per hour, which is what the narrow network needed to learn more than one blob of a shoe (models/README.md).
+        # demo128's network at 64 x 48: a quarter of the pixels and one block fewer, so a 2-core CPU gives it about
+        # 1.6x the steps per hour (23 against 37 s/kimg), which the narrow network needs to learn more than one blob
+        # of a shoe (models/README.md).
         _p("demo64x48", "landscape demo at 64x48 (4:3): demo128's network at half the size, z/w 256, max 128",
            TrainingDefaults(batch=32, lr=0.002, gamma=1.0, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=256, w_dim=256, resolution=64, aspect=(4, 3), mapping_layers=2, channel_base=2048, channel_max=128,
