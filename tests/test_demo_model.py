@@ -30,10 +30,11 @@ from sneakergan.train.dataset import ImageDataset
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DEMO = MODELS / f"{DEMO_NAME}.safetensors"
 SEEDS = list(range(1000, 1048))
-# demo64, still shipped while demo128 trains across sittings (models/README.md), is collapsed to one silhouette:
-# it fails the issue-14 targets below, and strict xfail keeps that true until the switch makes them required.
-COLLAPSED = pytest.mark.xfail(DEMO_NAME == "demo64", strict=True,
-                              reason="demo64 draws one silhouette (recall 0.00); the landscape demo128 is in training")
+# The issue-14 recall target at 1,000 samples (pixel-PCA recall >= 0.5) is not met yet by the shipped
+# demo64x48 (models/README.md has its figures); strict xfail keeps that visible and turns into a failure the day a
+# model passes them, so the bar is raised then rather than forgotten.
+SHORT_OF_TARGETS = pytest.mark.xfail(DEMO_NAME == "demo64x48", strict=True,
+                                     reason="demo64x48: pixel-PCA recall 0.19 of 0.5 (coverage, outlines met)")
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,14 @@ def test_demo_model_is_shipped_small_and_safe():
     size = DEMO.stat().st_size + DEMO.with_suffix(".json").stat().st_size
     assert size < 30e6
     meta = read_meta(DEMO)
-    assert meta["nets"] == ["G_ema"] and meta["config"]["resolution"] in (64, 128)
+    assert meta["nets"] == ["G_ema"] and meta["config"]["resolution"] in (64, 128, 256)
     assert meta["state"]["kimg"] > 0
 
 
-@COLLAPSED
 def test_demo_model_is_landscape(demo):
     # Side views are wide: the demo draws 4:3 canvases, as the site lays them out.
-    assert (demo.cfg.img_width, demo.cfg.img_height) == (128, 96)
+    w, h = demo.cfg.img_width, demo.cfg.img_height
+    assert w * 3 == h * 4 and w >= 64, (w, h)
 
 
 def test_demo_samples_look_like_sneakers(demo):
@@ -79,19 +80,32 @@ def _synth_images(path: Path, count: int, seed: int, demo) -> np.ndarray:
     return np.stack([ds[i][0].permute(1, 2, 0).numpy() for i in range(len(ds))])
 
 
-@COLLAPSED
-def test_demo_model_keeps_the_datas_variety(demo, tmp_path):
-    """The issue's targets (recall >= 0.5, coverage >= 0.6 at 1,000 samples; mask IoU within 0.05 of the data's),
-    loosened for 300 samples; a model collapsed to one silhouette (the previous demo: recall 0.002) fails."""
-    real_a = _synth_images(tmp_path / "a.zip", 300, 11, demo)
-    real_b = _synth_images(tmp_path / "b.zip", 300, 12, demo)
-    fake = np.stack([arr for _, arr in generate_images(demo, list(range(300)), psi=1.0, batch_size=32)])
+@pytest.fixture(scope="module")
+def variety(demo, tmp_path_factory):
+    """The model card's protocol: 1,000 samples at psi 1 against 1,000 synthetic training images, beside a second
+    1,000 (the ceiling). Fewer samples would flatter a model: at 300, demo64x48's recall reads 0.38, at 1,000 0.19."""
+    tmp = tmp_path_factory.mktemp("variety")
+    real_a = _synth_images(tmp / "a.zip", 1000, 11, demo)
+    real_b = _synth_images(tmp / "b.zip", 1000, 12, demo)
+    fake = np.stack([arr for _, arr in generate_images(demo, list(range(1000)), psi=1.0, batch_size=50)])
     assert fake.shape[1:] == real_a.shape[1:]
     fig = diversity_figures(real_a, real_b, fake)
-    assert fig["pca_recall_ceiling"] > 0.7 and fig["pca_coverage_ceiling"] > 0.8, fig  # the yardstick itself works
-    assert fig["pca_recall"] >= 0.35, fig
-    assert fig["pca_coverage"] >= 0.45, fig
-    assert abs(fig["mask_iou"] - fig["mask_iou_ceiling"]) <= 0.08, fig
+    assert fig["pca_recall_ceiling"] > 0.8 and fig["pca_coverage_ceiling"] > 0.9, fig  # the yardstick itself works
+    return fig
+
+
+def test_demo_model_covers_the_data_and_its_shapes(variety):
+    """Two of the issue's three targets (coverage >= 0.6; outlines as varied as the data's, within 0.05), with 0.03
+    of slack for the synthetic sample drawn here. The previous demo (one silhouette) had coverage 0.11 and 0.89."""
+    fig = variety
+    assert abs(fig["mask_iou"] - fig["mask_iou_ceiling"]) <= 0.05 + 0.03, fig
+    assert fig["pca_coverage"] >= 0.6 - 0.03, fig
+
+
+@SHORT_OF_TARGETS
+def test_demo_model_reaches_the_datas_tails(variety):
+    """The third target, recall >= 0.5: samples reaching every part of the data, not only its modes."""
+    assert variety["pca_recall"] >= 0.5 - 0.03, variety
 
 
 def _named(path: Path) -> list[dict]:
@@ -108,7 +122,6 @@ def test_demo_directions_are_named_and_one_changes_the_shape(demo):
     assert min(iou.values()) < 0.75, iou  # the issue's bar for "visibly changes the silhouette"
 
 
-@COLLAPSED
 def test_coarse_style_mixing_changes_the_shape(demo):
     # Through the editor's own mixing: seed a with the coarse layers of seed b.
     from sneakergan.edit.state import EditState

@@ -137,8 +137,12 @@ def test_metrics_cli_prints_the_diversity_table_with_its_ceiling(tmp_path):
 
     from sneakergan.serve.model_source import DEMO_NAME
 
+    from sneakergan.modelfile import read_meta
+
     demo = Path(__file__).resolve().parents[1] / "models" / DEMO_NAME
-    data = write_synth_dataset(tmp_path / "d.zip", count=24, resolution=64, seed=4)
+    cfg = read_meta(demo)["config"]  # the data must have the model's canvas (the demo is 4:3)
+    aspect = tuple(cfg.get("aspect") or (1, 1))
+    data = write_synth_dataset(tmp_path / "d.zip", count=24, resolution=cfg["resolution"], seed=4, aspect=aspect)
     res = CliRunner().invoke(app, ["metrics", "--model", str(demo), "--data", str(data), "--metrics", "div1k",
                                    "--num", "12", "--extractor", "random-tiny", "--cache-dir", str(tmp_path / "c"),
                                    "--json", str(tmp_path / "m.json")])

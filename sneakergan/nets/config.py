@@ -245,19 +245,19 @@ PRESETS: dict[str, Preset] = {
            z_dim=64, w_dim=64, resolution=32, mapping_layers=2, channel_base=2048, channel_max=64, mbstd_group=4),
         # Batch 32, gamma 1 and stddev groups of 8: with batch 16, gamma 0.1 and groups of 4 this narrow pair
         # mode-collapsed after 25 kimg on the synthetic set (models/README.md).
-        _p("demo64", "the shipped demo model: 64 px, narrow (channel_base 2048, max 128), 2 mapping layers",
+        _p("demo64", "the first demo model (collapsed in shape): 64 px, narrow (channel_base 2048, max 128), 2 mapping layers",
            TrainingDefaults(batch=32, lr=0.002, gamma=1.0, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=512, w_dim=512, resolution=64, mapping_layers=2, channel_base=2048, channel_max=128, mbstd_group=8),
-        # The shipped landscape model: side views are wide, so 4:3 from a 4x3 constant. Narrow enough that a 2-core
+        # The first landscape model: side views are wide, so 4:3 from a 4x3 constant. Narrow enough that a 2-core
         # CPU trains it in hours and its full checkpoint (with optimiser state) stays under 40 MB.
-        _p("demo128", "the next demo model (training, models/README.md): 128x96 landscape (4:3), z/w 256, max 128",
+        _p("demo128", "landscape 128x96 (4:3), z/w 256, max 128: too slow on 2 CPU cores to ship (models/README.md)",
            TrainingDefaults(batch=32, lr=0.002, gamma=0.5, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=256, w_dim=256, resolution=128, aspect=(4, 3), mapping_layers=2, channel_base=2048, channel_max=128,
            mbstd_group=8),
         # demo128's network at 64 x 48: a quarter of the pixels and one block fewer, so a 2-core CPU gives it about
         # 1.6x the steps per hour (23 against 37 s/kimg), which the narrow network needs to learn more than one blob
         # of a shoe (models/README.md).
-        _p("demo64x48", "landscape demo at 64x48 (4:3): demo128's network at half the size, z/w 256, max 128",
+        _p("demo64x48", "the shipped demo model: 64x48 landscape (4:3), demo128's network at half the size",
            TrainingDefaults(batch=32, lr=0.002, gamma=1.0, ema_kimg=2.5, ema_rampup=0.05, pl_weight=0.0, style_mix=0.9),
            z_dim=256, w_dim=256, resolution=64, aspect=(4, 3), mapping_layers=2, channel_base=2048, channel_max=128,
            mbstd_group=8),

@@ -26,7 +26,7 @@ FORMAT = "sneakergan-gallery/1"
 
 
 def default_gallery_dir(model_path: Path) -> Path:
-    """`models/demo64.safetensors` -> `models/demo64.gallery`."""
+    """`models/demo64x48.safetensors` -> `models/demo64x48.gallery`."""
     from ..modelfile import model_paths
 
     weights, _ = model_paths(model_path)

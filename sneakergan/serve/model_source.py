@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_NAME = "demo64"
+DEMO_NAME = "demo64x48"
 NVLABS_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "nvlabs" / "nvlabs-tiny.pkl"
 
 
@@ -44,10 +44,10 @@ def find_model(model: Path | None = None, models_dir: Path | None = None, cache_
                runs_dir: Path | None = None) -> ModelSource:
     """Resolve the model to serve.
 
-    Order: `model` when given (any model file, imported reference models included); models/demo64; any other
+    Order: `model` when given (any model file, imported reference models included); models/demo64x48; any other
     models/demo*.safetensors; the newest training snapshot under runs/ (a model in progress); a fallback built
     once into `cache_dir` (the reference fixture imported, else a seeded random `tiny` generator). Everything
-    after models/demo64 carries a banner.
+    after models/demo64x48 carries a banner.
 
     A model file that is found is checked with `check_model` before it is returned: a broken one is refused at
     start (ModelFileError, one line) instead of answering every request with a 500.
@@ -167,7 +167,7 @@ def build_fallback(cache_dir: Path) -> ModelSource:
     cache_dir = Path(cache_dir)
     imported = cache_dir / "fallback-nvlabs-tiny"
     random_tiny = cache_dir / "fallback-random-tiny"
-    note = ("No trained demo model found (models/demo64.safetensors): serving an untrained {what}, so the "
+    note = ("No trained demo model found (models/" + DEMO_NAME + ".safetensors): serving an untrained {what}, so the "
             "sneakers look like noise. Train or download the demo model and restart.")
     for stem, what in ((imported, "reference test fixture"), (random_tiny, "random 'tiny' generator")):
         if _exists(stem):
