@@ -15,7 +15,7 @@ DATA=data/synth64x48.zip
 RUN=runs/demo64x48
 RESUME=models/demo64x48-resume
 MODEL=models/demo64x48
-SHIPPED_KIMG=$($BIN/python -c "import json; print(round(json.load(open('$MODEL.json'))['state']['kimg']))" 2>/dev/null || echo 600)
+SHIPPED_KIMG=$($BIN/python -c "import json; print(round(json.load(open('$MODEL.json'))['state']['kimg']))" 2>/dev/null || echo 760)
 KIMG=${DEMO_KIMG:-$SHIPPED_KIMG}
 PRECISION=${PRECISION:-auto}
 # One process per GPU where there are GPUs; else one per core, one thread each, averaging gradients (torchrun,

@@ -135,9 +135,8 @@ def test_metrics_cli_prints_the_diversity_table_with_its_ceiling(tmp_path):
     from sneakergan.cli import app
     from sneakergan.prepare.synth import write_synth_dataset
 
-    from sneakergan.serve.model_source import DEMO_NAME
-
     from sneakergan.modelfile import read_meta
+    from sneakergan.serve.model_source import DEMO_NAME
 
     demo = Path(__file__).resolve().parents[1] / "models" / DEMO_NAME
     cfg = read_meta(demo)["config"]  # the data must have the model's canvas (the demo is 4:3)

@@ -53,7 +53,7 @@ def silhouette_iou(renderer: Renderer, ids: Iterable[str] | None = None, seeds: 
 
     1 means the direction leaves the silhouette alone (a colourway slider); below ~0.75 it visibly reshapes it.
     """
-    from ..metrics.diversity import foreground_masks
+    from ..metrics.diversity import foreground_masks, mask_iou
 
     ids = list(renderer.directions) if ids is None else list(ids)
     seeds = list(seeds)
@@ -63,7 +63,5 @@ def silhouette_iou(renderer: Renderer, ids: Iterable[str] | None = None, seeds: 
     for did, per_seed in zip(ids, _pair_renders(renderer, ids, seeds, amount, psi)):
         a = foreground_masks(np.stack([x for x, _ in per_seed]))
         b = foreground_masks(np.stack([y for _, y in per_seed]))
-        inter = (a & b).sum(axis=(1, 2))
-        union = np.maximum((a | b).sum(axis=(1, 2)), 1)
-        out[did] = float(np.mean(inter / union))
+        out[did] = float(np.mean(mask_iou(a, b)))
     return out

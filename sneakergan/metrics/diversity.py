@@ -86,6 +86,14 @@ def foreground_masks(images: np.ndarray, side: int = 64) -> np.ndarray:
     return small.min(axis=3) < WHITE_THRESHOLD / 255.0
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float [N]: IoU of each pair of aligned bool masks a[i], b[i] (two empty masks are the same shape: 1)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    inter = (a & b).sum(axis=1)
+    union = (a | b).sum(axis=1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
 def mean_pair_iou(masks: np.ndarray, pairs: int = 2000, seed: int = 0) -> float:
     """Mean IoU of the foreground masks of random pairs of distinct images (1 = all one shape)."""
     n = len(masks)
@@ -94,10 +102,7 @@ def mean_pair_iou(masks: np.ndarray, pairs: int = 2000, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     a = rng.integers(0, n, pairs)
     b = (a + rng.integers(1, n, pairs)) % n  # never the same image twice
-    flat = masks.reshape(n, -1)
-    inter = (flat[a] & flat[b]).sum(axis=1)
-    union = (flat[a] | flat[b]).sum(axis=1)
-    return float(np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))
+    return float(np.mean(mask_iou(masks[a], masks[b])))
 
 
 def set_figures(ref: np.ndarray, probe: np.ndarray, k: int = 3, k_dc: int = 5) -> dict[str, float]:
