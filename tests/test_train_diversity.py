@@ -10,7 +10,8 @@ from sneakergan.prepare.synth import write_synth_dataset
 from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
-from sneakergan.train.loss import coarse_features, diversity_hinge, kernel_mmd, pair_distances, soft_outline
+from sneakergan.train.loss import (MemoryBank, banked_kernel_mmd, coarse_features, diversity_hinge, kernel_mmd,
+                                   pair_distances, soft_outline)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,11 +108,53 @@ def test_mmd_gradient_pulls_a_collapsed_batch_toward_the_data(more_reals):
     assert float(spread(stepped)) > float(spread(fake.detach()))
 
 
+def test_banked_mmd_without_a_bank_has_the_batch_mmds_gradient_and_value(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    fake = (a[:1].repeat(16, 1, 1, 1) + 0.05 * torch.randn(16, *a.shape[1:])).requires_grad_(True)
+    loss, _ = kernel_mmd(fake, b)
+    (grad,) = torch.autograd.grad(loss, fake)
+    banked, stats, f_now, r_now = banked_kernel_mmd(fake, b)
+    (banked_grad,) = torch.autograd.grad(banked, fake)
+    torch.testing.assert_close(banked_grad, grad, rtol=1e-4, atol=1e-7)
+    assert float(stats["mmd"]) == pytest.approx(float(loss.detach()), rel=1e-4)
+    assert f_now.shape == r_now.shape == (16, coarse_features(b).shape[1]) and not f_now.requires_grad
+
+
+def test_remembered_fakes_repel_the_batch_from_where_g_drew_lately(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    # G "drew" the reals' first image many times lately; the current batch is near it again.
+    drawn = coarse_features(a[:1].repeat(64, 1, 1, 1) + 0.05 * torch.randn(64, *a.shape[1:]))
+    fake = (a[:1].repeat(16, 1, 1, 1) + 0.05 * torch.randn(16, *a.shape[1:])).requires_grad_(True)
+    alone, _, _, _ = banked_kernel_mmd(fake, b)
+    remembered, stats, _, _ = banked_kernel_mmd(fake, b, bank_fake=drawn, bank_real=coarse_features(a))
+    assert float(stats["mmd"]) > 0
+    (g_alone,) = torch.autograd.grad(alone, fake)
+    (g_bank,) = torch.autograd.grad(remembered, fake)
+    # Stepping along either gradient moves the batch away from the remembered image; the bank pushes harder.
+    centre = coarse_features(a[:1])
+    away = lambda g: float(torch.cdist(coarse_features(fake.detach() - 5.0 * g / g.abs().amax()), centre).mean())  # noqa: E731
+    start = float(torch.cdist(coarse_features(fake.detach()), centre).mean())
+    assert away(g_bank) > start and away(g_alone) > start
+
+
+def test_memory_bank_keeps_the_newest_rows():
+    bank = MemoryBank(5)
+    assert len(bank) == 0 and bank.rows is None
+    bank.push(torch.arange(3.0)[:, None])
+    bank.push(torch.arange(3.0, 7.0)[:, None])
+    assert bank.rows.flatten().tolist() == [3.0, 4.0, 5.0, 6.0, 0.0]
+    bank.push(torch.arange(10.0, 18.0)[:, None])
+    assert bank.rows.flatten().tolist() == [13.0, 14.0, 15.0, 16.0, 17.0]
+
+
 def test_training_with_mmd_logs_it(tmp_path):
     data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
     cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
-                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, mmd=1.0))
-    Trainer(cfg, progress=False).run()
+                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, mmd=1.0,
+                              mmd_bank=8))
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    assert len(trainer.loss.bank_fake) == len(trainer.loss.bank_real) == 8
     rows = [r for r in read_log(tmp_path / "run") if "mmd" in r]
     assert rows, "the MMD is logged"
     assert all(-1 < r["mmd"] < 6 for r in rows)
