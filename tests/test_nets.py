@@ -211,3 +211,29 @@ def test_rendering_in_inference_mode_then_training_works():
         G(z, noise_mode="const")
     G(z).square().mean().backward()
     assert G.synthesis.b32.conv0.weight.grad is not None
+
+
+def test_inference_weight_cache_follows_weight_changes():
+    """Inference keeps per-weight work (squared taps, compute-dtype copy, transposed form) between calls; a step, a
+    load or a move of the weights must be seen by the next call, and the result must equal the autograd path's."""
+    torch.manual_seed(0)
+    G = Generator(small_cfg(resolution=32))
+    ws = G.mapping(torch.randn(3, G.z_dim), None).detach()
+    train_path = lambda: G.synthesis(ws, noise_mode="const")  # noqa: E731  (grad enabled: no cache)
+    with torch.inference_mode():
+        before = G.synthesis(ws, noise_mode="const")
+        one = G.synthesis(ws[:1], noise_mode="const")
+    torch.testing.assert_close(before, train_path().detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(one, before[:1], rtol=1e-4, atol=1e-5)  # a single image (style folded or not)
+    opt = torch.optim.SGD(G.synthesis.parameters(), lr=0.5)
+    G.synthesis(ws, noise_mode="const").square().mean().backward()
+    opt.step()  # in place: the weights' version moves on
+    with torch.inference_mode():
+        after_step = G.synthesis(ws, noise_mode="const")
+    assert (after_step - before).abs().max() > 1e-3
+    torch.testing.assert_close(after_step, train_path().detach(), rtol=1e-4, atol=1e-5)
+    G2 = Generator(small_cfg(resolution=32))  # other weights
+    with torch.inference_mode():
+        assert (G2.synthesis(ws, noise_mode="const") - after_step).abs().max() > 1e-3  # caches hold G2's weights
+        G2.load_state_dict(G.state_dict())
+        torch.testing.assert_close(G2.synthesis(ws, noise_mode="const"), after_step)

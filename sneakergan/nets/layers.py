@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +172,33 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return upfirdn2d(x, f, down=2, pad=(p0, p1, p0, p1))
 
 
-class FullyConnected(nn.Module):
+def weights_cached(module: nn.Module, params: tuple[torch.Tensor | None, ...], tag: Any, build: Callable[[], Any]) -> Any:
+    """`build()` once per version of `params` (inference only): what a layer derives from its weights alone.
+
+    The key is each parameter's version counter (an optimiser step or a load bumps it), storage and device, plus
+    `tag` (e.g. the compute dtype), so a changed, reloaded or moved weight is never served stale. The cache is a
+    plain attribute: it is not part of the state dict and copies (`__getstate__` below) do not carry it.
+    """
+    key = (tag,) + tuple(None if p is None else (p._version, p.data_ptr(), p.device) for p in params)
+    hit = module.__dict__.get("_weights_cache")
+    if hit is None or hit[0] != key:
+        with torch.no_grad():
+            hit = (key, build())
+        module.__dict__["_weights_cache"] = hit
+    return hit[1]
+
+
+class WeightsCacheMixin:
+    """Copies and pickles of a module never carry its `weights_cached` entry."""
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("_weights_cache", None)
+        return state
+
+
+class FullyConnected(WeightsCacheMixin, nn.Module):
     """Equalised-learning-rate linear layer: weights stored as N(0, 1)/lr_mult, scaled at run time."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, bias_init: float = 0.0,
@@ -184,14 +211,20 @@ class FullyConnected(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias
-        if b is not None and self.bias_gain != 1:
-            b = b * self.bias_gain
+        if torch.is_grad_enabled():
+            w, b = self._scaled()
+        else:  # the scaled weights of a mapping layer are as large as a small batch's whole work
+            w, b = weights_cached(self, (self.weight, self.bias), None, self._scaled)
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         x = x.matmul(w.t())
         return bias_act(x, b, self.activation, gain=LRELU_GAIN if self.activation == "lrelu" else 1.0)
+
+    def _scaled(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b = self.bias
+        if b is not None and self.bias_gain != 1:
+            b = b * self.bias_gain
+        return self.weight * self.weight_gain, b
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, act={self.activation}"
@@ -232,9 +265,12 @@ class Conv2dLayer(nn.Module):
         return bias_act(x, None, self.activation, clamp=clamp)
 
 
-def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-    """1 / ||w'|| per sample and output channel, where w' = w * style (StyleGAN2's demodulation), as [N, O]."""
-    wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor, wsq: torch.Tensor | None = None) -> torch.Tensor:
+    """1 / ||w'|| per sample and output channel, where w' = w * style (StyleGAN2's demodulation), as [N, O].
+
+    `wsq`: the weight's squared taps summed per (out, in) channel, when the caller already has them."""
+    if wsq is None:
+        wsq = weight.square().sum(dim=[2, 3])  # [O, I]
     return (styles.square().matmul(wsq.t()) + 1e-8).rsqrt()
 
 
@@ -268,13 +304,21 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x + noise.to(x.dtype) if noise is not None else x
 
 
-def _conv(x: torch.Tensor, w: torch.Tensor, up: bool, groups: int, resample_filter: torch.Tensor | None) -> torch.Tensor:
+def transposed_weight(w: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """A conv weight [O, I, k, k] as the [I, O/groups, k, k] weight of the transposed conv `_conv` upsamples with."""
+    o, i, k = w.shape[0], w.shape[1], w.shape[-1]
+    return w.reshape(groups, o // groups, i, k, k).transpose(1, 2).reshape(groups * i, o // groups, k, k)
+
+
+def _conv(x: torch.Tensor, w: torch.Tensor, up: bool, groups: int, resample_filter: torch.Tensor | None,
+          wt: torch.Tensor | None = None) -> torch.Tensor:
+    """3x3 (or kxk) convolution of x with w; `up`: 2x upsampling on the way (`wt`: w already transposed for it)."""
     k = w.shape[-1]
     if not up:
         return conv2d(x, w, padding=k // 2, groups=groups)
     # Upsampling 3x3 conv: a stride-2 transposed conv (weights as [in, out/groups, k, k]) then a FIR lowpass with gain 4.
-    o, i = w.shape[0], w.shape[1]
-    wt = w.reshape(groups, o // groups, i, k, k).transpose(1, 2).reshape(groups * i, o // groups, k, k)
+    if wt is None:
+        wt = transposed_weight(w, groups)
     x = conv_transpose2d(x, wt, stride=2, groups=groups)
     f = resample_filter
     ft = f.numel()

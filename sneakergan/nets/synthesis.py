@@ -10,7 +10,9 @@ from torch import nn
 
 from ..precision import float32_region
 from .config import NetworkConfig
-from .layers import FullyConnected, LRELU_GAIN, _conv, bias_act, demod_coefficients, fir_taps, modulated_conv2d, upsample2d
+from .conv import _under_cpu_bf16_autocast
+from .layers import (FullyConnected, LRELU_GAIN, _conv, bias_act, demod_coefficients, fir_taps, modulated_conv2d,
+                     WeightsCacheMixin, transposed_weight, upsample2d, weights_cached)
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -24,7 +26,7 @@ class StyleLayer:
     affine: FullyConnected
 
 
-class SynthesisLayer(nn.Module):
+class SynthesisLayer(WeightsCacheMixin, nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), per-pixel noise with learned strength, bias, lrelu."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, size: tuple[int, int], up: bool = False,
@@ -76,19 +78,24 @@ class SynthesisLayer(nn.Module):
         """Same arithmetic with fewer passes over memory (no autograd, so in-place is safe).
 
         (conv * d + noise + bias) * g == conv * (d * g) + (noise + bias) * g, and lrelu commutes with g > 0, so
-        demodulation, noise, bias and gain become one addcmul; activation and clamp run in place. A single image
-        folds its style into the weights (a weight tensor is smaller than the activations).
+        demodulation, noise, bias and gain become one addcmul; activation and clamp run in place. What depends on
+        the weights alone (their squared taps, their copy in the compute dtype, the transposed form for
+        upsampling) is made once per weight version, not per call: at the low resolutions of one editor image
+        the weights are 10-100x larger than the activations, and those passes were half of a render's time.
+        A single image folds its style into the weights only where the activations are the larger of the two.
         """
         n = x.shape[0]
-        out_c = self.weight.shape[0]
+        x = _under_cpu_bf16_autocast(x)
+        weight, wsq, wt = self._frozen(x.dtype)
+        out_c, _, kh, kw = weight.shape
         with float32_region(x.device.type):
-            dcoefs = demod_coefficients(self.weight, styles.float()) * LRELU_GAIN
-        if n == 1 and x.dtype == torch.float32:  # (in bf16 the fold would round differently from a batch)
-            w = self.weight * styles.reshape(1, -1, 1, 1)
-            y = _conv(x, w, self.up, groups=1, resample_filter=self.resample_filter)
+            dcoefs = demod_coefficients(weight, styles.float(), wsq) * LRELU_GAIN
+        # (in bf16 the fold would round differently from a batch)
+        if n == 1 and x.dtype == torch.float32 and out_c * kh * kw < x.shape[2] * x.shape[3]:
+            y = _conv(x, weight * styles.reshape(1, -1, 1, 1), self.up, groups=1, resample_filter=self.resample_filter)
         else:
-            y = _conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), self.weight, self.up, groups=1,
-                      resample_filter=self.resample_filter)
+            y = _conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), weight, self.up, groups=1,
+                      resample_filter=self.resample_filter, wt=wt)
         offset = self.bias.reshape(1, -1, 1, 1) * LRELU_GAIN
         if noise is not None:
             offset = offset + noise * LRELU_GAIN
@@ -98,6 +105,14 @@ class SynthesisLayer(nn.Module):
         if self.conv_clamp is not None:
             y.clamp_(-self.conv_clamp, self.conv_clamp)
         return y
+
+    def _frozen(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(weight in `dtype`, its squared taps summed [O, I] in float32, its transposed form when upsampling)."""
+        def build():
+            w = self.weight.detach()
+            wd = w.to(dtype)
+            return wd, w.float().square().sum(dim=[2, 3]), transposed_weight(wd).contiguous() if self.up else None
+        return weights_cached(self, (self.weight,), dtype, build)
 
 
 class ToRGBLayer(nn.Module):
