@@ -91,6 +91,7 @@ def diversity_hinge(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tenso
 # Kernel widths of the MMD term, as multiples of the median squared distance between the batch's reals: one
 # narrow (neighbours), one at the data's scale, one wide (global layout), so no single choice of width matters.
 _MMD_WIDTHS = (0.25, 1.0, 4.0)
+_NEIGHBOUR_K = 3  # the banked MMD's narrow kernel: the reals' k-th neighbour distance (the recall metric's k)
 
 
 def coarse_features(img: torch.Tensor) -> torch.Tensor:
@@ -144,6 +145,9 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
     coverage rose). Remembered fakes, detached, repel the current ones from where G has drawn lately; remembered
     reals attract them toward what the data holds. The loss is the MMD's gradient for the current fakes only:
     with empty banks it has exactly the gradient of `kernel_mmd` (its value omits the reals' constant term).
+    With remembered reals it adds one narrow kernel at the data's own neighbour scale (the median distance of a
+    real to its 3rd-nearest real): the wider kernels barely push apart two fakes that are closer than the data's
+    neighbours, and that closeness is the clumping this term is for.
     Returns (loss, stats, this batch's fake features, this batch's real features), detached features for the bank.
     """
     f = coarse_features(fake)
@@ -152,7 +156,12 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
         r = r_now if bank_real is None else torch.cat([r_now, bank_real])
         others = f.detach() if bank_fake is None else torch.cat([f.detach(), bank_fake])
         d_rr = torch.cdist(r, r).square()
-        scale = d_rr[~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)].median().clamp_min(1e-6)
+        off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
+        scale = d_rr[off].median().clamp_min(1e-6)
+        widths = list(_MMD_WIDTHS)
+        if bank_real is not None and r.shape[0] > 2 * _NEIGHBOUR_K:
+            neighbour = d_rr.masked_fill(~off, float("inf")).kthvalue(_NEIGHBOUR_K, dim=1).values.median()
+            widths.append(float(neighbour.clamp_min(1e-6) / scale))
     n = f.shape[0]
     d_fo = torch.cdist(f, others).square()  # [n, n + m]: column i of the first n is image i itself
     d_fr = torch.cdist(f, r).square()
@@ -160,7 +169,7 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
     not_self[:, :n] = ~torch.eye(n, dtype=torch.bool, device=f.device)
     loss = torch.zeros([], device=f.device)
     value = torch.zeros([], device=f.device)
-    for width in _MMD_WIDTHS:
+    for width in widths:
         s = 2 * width * scale
         k_fo = torch.exp(-d_fo / s)
         k_fr = torch.exp(-d_fr / s)
@@ -169,7 +178,6 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
         loss = loss + 2 * ((k_fo * not_self).sum(1) / not_self.sum(1) - k_fr.mean(1)).mean()
         with torch.no_grad():
             k_rr = torch.exp(-d_rr / s)
-            off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
             value = value + k_fo[not_self].mean() + k_rr[off].mean() - 2 * k_fr.mean()
     return loss, {"mmd": value}, f.detach(), r_now
 
