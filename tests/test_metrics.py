@@ -11,7 +11,7 @@ from scipy import linalg
 
 from sneakergan.metrics.fid import feature_statistics, fid_from_features, frechet_distance
 from sneakergan.metrics.kid import kernel_inception_distance, mmd2_unbiased
-from sneakergan.metrics.precision_recall import knn_radii, precision_recall
+from sneakergan.metrics.precision_recall import inside_manifold, knn_radii, precision_recall
 
 
 def _random_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
@@ -167,6 +167,20 @@ def test_precision_recall_matches_brute_force_across_blocks():
     d = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
     assert np.allclose(radii, np.sort(d, axis=1)[:, 3], atol=1e-5)
 
+
+
+def test_inside_manifold_names_the_recalled_reals():
+    """Recall is the share of reals inside the generated balls; inside_manifold says which ones."""
+    rng = np.random.default_rng(8)
+    real = rng.standard_normal((200, 2)).astype(np.float32)
+    corner = real[np.argsort(np.linalg.norm(real - real[0], axis=1))[:40]]  # fakes crowd one corner
+    f, r = torch.from_numpy(corner), torch.from_numpy(real)
+    hit = inside_manifold(f, knn_radii(f, 3), r, batch_size=32).numpy()
+    assert hit.dtype == bool and hit.shape == (200,)
+    assert hit.mean() == pytest.approx(precision_recall(real, corner)[1])
+    # The recalled reals are the ones near the corner, the missed ones far from it.
+    dist = np.linalg.norm(real - real[0], axis=1)
+    assert dist[hit].max() < np.median(dist[~hit])
 
 # ---------------------------------------------------------------------------------------------- features
 

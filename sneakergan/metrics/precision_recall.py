@@ -34,6 +34,15 @@ def manifold_coverage(
     manifold: torch.Tensor, radii: torch.Tensor, probes: torch.Tensor, batch_size: int = 4096
 ) -> float:
     """Fraction of `probes` lying inside at least one ball (manifold[j], radii[j])."""
+    inside = inside_manifold(manifold, radii, probes, batch_size)
+    return int(inside.sum().item()) / probes.shape[0]
+
+
+def inside_manifold(
+    manifold: torch.Tensor, radii: torch.Tensor, probes: torch.Tensor, batch_size: int = 4096
+) -> torch.Tensor:
+    """bool [P]: which `probes` lie inside at least one ball (manifold[j], radii[j]) -- e.g. which real images a
+    generated set recalls, to look at the ones it misses."""
     inside = torch.zeros(probes.shape[0], dtype=torch.bool, device=probes.device)
     for start in range(0, probes.shape[0], batch_size):
         rows = probes[start : start + batch_size]
@@ -42,7 +51,7 @@ def manifold_coverage(
             dist = torch.cdist(rows, manifold[c : c + batch_size])
             hit |= (dist <= radii[c : c + batch_size][None, :]).any(dim=1)
         inside[start : start + batch_size] = hit
-    return int(inside.sum().item()) / probes.shape[0]
+    return inside
 
 
 def precision_recall(

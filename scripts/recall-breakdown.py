@@ -1,0 +1,81 @@
+"""Which training images a model's samples miss, as a picture and (for the synthetic set) per design attribute.
+
+    .venv/bin/python scripts/recall-breakdown.py --model models/demo64x48 --data data/synth64x48.zip \
+        --out models/demo64x48-recall.webp
+
+The same protocol as `sneakergan metrics --metrics div1k` (N samples at psi 1, seed 0, against the first N data
+images, pixel-PCA space, k = 3): a data image is *recalled* when it lies inside some sample's k-NN ball. Recall says
+how many are missed; this says which. For a dataset made by `sneakergan synth` (params.json inside the zip) it also
+prints the recalled share per value of each design attribute (family, top, colourway, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from collections import Counter
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from sneakergan.generate import load_generator, make_grid
+from sneakergan.metrics.data import ImageDataset
+from sneakergan.metrics.diversity import PixelPCA
+from sneakergan.metrics.pipeline import generated_batches
+from sneakergan.metrics.precision_recall import inside_manifold, knn_radii
+from sneakergan.modelref import resolve_model
+
+ATTRIBUTES = ("family", "top", "colourway", "scheme", "pattern", "material")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="model file or name (models/NAME)")
+    ap.add_argument("--data", required=True, help="the training set (zip or folder)")
+    ap.add_argument("--num", type=int, default=1000)
+    ap.add_argument("--out", required=True, help="picture: missed images above, recalled ones below")
+    ap.add_argument("--rows", type=int, default=3, help="rows of 8 images per half of the picture")
+    args = ap.parse_args()
+
+    G = load_generator(str(resolve_model(args.model)) + ".safetensors")
+    ds = ImageDataset(args.data)
+    real = np.concatenate(list(ds.iter_batches(32, args.num)))
+    fake = np.concatenate(list(generated_batches(G, len(real), 32, seed=0)))
+    pca = PixelPCA.fit(real)
+    fr, ff = torch.from_numpy(pca(real)), torch.from_numpy(pca(fake))
+    hit = inside_manifold(ff, knn_radii(ff, 3), fr).numpy()
+    print(f"recall {hit.mean():.3f} ({hit.sum()} of {len(hit)} data images inside some sample's 3-NN ball)")
+
+    rng = np.random.default_rng(0)
+    n = 8 * args.rows
+    halves = [("training images no sample covers (recall misses)", rng.permutation(np.flatnonzero(~hit))[:n]),
+              ("training images the samples cover", rng.permutation(np.flatnonzero(hit))[:n])]
+    grids = [(title, make_grid([real[i] for i in idx], cols=8)) for title, idx in halves if len(idx)]
+    width = max(g.width for _, g in grids)
+    sheet = Image.new("RGB", (width, sum(g.height + 16 for _, g in grids)), "white")
+    y = 0
+    for title, grid in grids:
+        ImageDraw.Draw(sheet).text((4, y + 2), title, fill="black")
+        sheet.paste(grid, (0, y + 16))
+        y += grid.height + 16
+    sheet.resize((sheet.width * 2, sheet.height * 2), Image.LANCZOS).save(args.out, quality=85)
+    print(f"wrote {args.out}")
+
+    try:
+        with zipfile.ZipFile(args.data) as zf:
+            params = json.loads(zf.read("params.json"))["images"]
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+        return  # not a synthetic set: the picture is all there is
+    names = ds.names[: len(hit)]
+    for key in ATTRIBUTES:
+        values = [params.get(name, {}).get(key) for name in names]
+        total = Counter(values)
+        recalled = Counter(v for v, h in zip(values, hit) if h)
+        print(f"{key:<10} " + "  ".join(f"{v} {recalled[v] / c:.2f} ({c})" for v, c in total.most_common()
+                                         if v is not None))
+
+
+if __name__ == "__main__":
+    main()
