@@ -145,6 +145,9 @@ def test_memory_bank_keeps_the_newest_rows():
     assert bank.rows.flatten().tolist() == [3.0, 4.0, 5.0, 6.0, 0.0]
     bank.push(torch.arange(10.0, 18.0)[:, None])
     assert bank.rows.flatten().tolist() == [13.0, 14.0, 15.0, 16.0, 17.0]
+    off = MemoryBank(0)
+    off.push(torch.ones(4, 1))
+    assert len(off) == 0
 
 
 def test_training_with_mmd_logs_it(tmp_path):

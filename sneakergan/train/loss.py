@@ -190,7 +190,9 @@ class MemoryBank:
         self.rows: torch.Tensor | None = None
 
     def push(self, rows: torch.Tensor) -> None:
-        """Remember `rows` (detached), forgetting the oldest beyond `size`."""
+        """Remember `rows` (detached), forgetting the oldest beyond `size` (a bank of size 0 remembers nothing)."""
+        if self.size <= 0:
+            return
         rows = rows.detach()[-self.size:]  # newest first: the latest batch, then what was remembered before it
         self.rows = rows if self.rows is None else torch.cat([rows, self.rows])[: self.size]
 
