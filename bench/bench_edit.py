@@ -91,6 +91,9 @@ def bench_project(name: str, dev: torch.device, steps: int) -> tuple[str, float,
 
 
 def main() -> None:
+    from sneakergan.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does (SNEAKERGAN_SYSTEM_MALLOC=1 measures without it)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="tiny,demo64,small,paper256")
     ap.add_argument("--project-presets", default="tiny,demo64")

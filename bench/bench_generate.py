@@ -8,10 +8,12 @@ Compares with the reference implementation's images/s on a 2-core CPU (../shared
 
 import argparse
 
+from sneakergan.allocator import keep_freed_memory
 from sneakergan.bench import bench_precisions, machine_info, run_generator_benchmarks, time_rows
 from sneakergan.generate import resolve_device
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLI does (SNEAKERGAN_SYSTEM_MALLOC=1 measures without it)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true")

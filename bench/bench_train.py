@@ -37,6 +37,9 @@ from sneakergan.nets import get_preset  # noqa: E402
 
 
 def main() -> None:
+    from sneakergan.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does (SNEAKERGAN_SYSTEM_MALLOC=1 measures without it)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="tiny,demo64")
     ap.add_argument("--modes", default="core,full")

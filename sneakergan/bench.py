@@ -159,6 +159,9 @@ def _ddp_rank(rank: int, procs: int, port: int, args: tuple, results: Any) -> No
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(procs),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     preset, mode, data, out, iters, device, batch, precision = args
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `sneakergan train` does in each torchrun process
     try:
         results.put((rank, time_training_step(preset, mode, data, out, iters, 1, device, batch, precision)))
     finally:
