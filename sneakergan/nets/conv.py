@@ -86,7 +86,9 @@ class _Conv2d(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(x, w.shape, gy, stride, padding, groups)
         if has_bias and ctx.needs_input_grad[2]:
-            gb = gy.float().sum(dim=(0, 2, 3))
+            # Accumulate in float32 without a float32 copy of gy (a full-size map per conv: measured 1.05-1.10x on
+            # the demo64 bf16 step).
+            gb = gy.sum(dim=(0, 2, 3), dtype=torch.float32)
         return gx, gw, gb, None, None, None
 
 
