@@ -55,7 +55,11 @@ def main() -> None:
     dev = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     dev_name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU x{args.threads or os.cpu_count()} threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"device: {dev_name}; torch {torch.__version__}; load average at start {load:.1f}")
+    # The OpenMP wait policy moves one process's 2-thread step by 10-20% on an idle machine (PASSIVE, train's
+    # default for shared cores, against libgomp's default short spin), so the table says which one it ran under.
+    malloc = "system malloc" if os.environ.get("SNEAKERGAN_SYSTEM_MALLOC") == "1" else "malloc keeps freed memory"
+    print(f"device: {dev_name}; torch {torch.__version__}; load average at start {load:.1f}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(libgomp default)')}; {malloc}")
     header = (f"{'preset':10s} {'res':>4s} {'batch':>5s} {'mode':5s} {'procs':>5s} {'prec':5s} {'img/s':>8s} {'s/kimg':>8s} "
               f"{'kimg/h':>8s} {'img/cpu-s':>9s} {'vs fp32':>7s}")
     print(header)

@@ -11,7 +11,7 @@ from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
 from sneakergan.train.loss import (MemoryBank, banked_kernel_mmd, coarse_features, diversity_hinge, kernel_mmd,
-                                   pair_distances, soft_outline)
+                                   nearest_sample_pull, pair_distances, soft_outline)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -161,3 +161,38 @@ def test_training_with_mmd_logs_it(tmp_path):
     rows = [r for r in read_log(tmp_path / "run") if "mmd" in r]
     assert rows, "the MMD is logged"
     assert all(-1 < r["mmd"] < 6 for r in rows)
+
+
+def test_nearest_sample_pull_is_lowest_when_every_real_has_a_sample_nearby(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    covered, stats = nearest_sample_pull(b, b)  # every real has itself as a sample
+    assert float(covered) == pytest.approx(0.0, abs=1e-6) and float(stats["cover"]) == pytest.approx(0.0, abs=1e-6)
+    other, _ = nearest_sample_pull(a, b)  # another sample of the data: about the reals' own spacing
+    half, _ = nearest_sample_pull(b[:8].repeat(2, 1, 1, 1), b)  # half of the data dropped
+    collapsed, _ = nearest_sample_pull(a[:1].repeat(16, 1, 1, 1), b)
+    assert 0 < float(half) < float(collapsed)
+    assert float(other) < float(collapsed)
+
+
+def test_nearest_sample_pull_moves_only_the_nearest_fake_toward_the_uncovered_real(more_reals):
+    b = more_reals[16:20]
+    # Three fakes sit on reals 0-2; the fourth copies real 0 too, so real 3 is left uncovered.
+    fake = torch.cat([b[:3], b[:1]]).clone().requires_grad_(True)
+    loss, _ = nearest_sample_pull(fake, b)
+    (grad,) = torch.autograd.grad(loss, fake)
+    moved = grad.flatten(1).abs().sum(1)
+    assert float(loss.detach()) > 0
+    assert int((moved > 0).sum()) == 1, "one fake answers for the uncovered real"
+    with torch.no_grad():
+        step = fake - 0.5 * grad / grad.abs().amax()
+        assert float(nearest_sample_pull(step, b)[0]) < float(loss.detach())
+
+
+def test_training_with_the_nearest_sample_pull_logs_it(tmp_path):
+    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
+    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
+                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, cover=1.0))
+    Trainer(cfg, progress=False).run()
+    rows = [r for r in read_log(tmp_path / "run") if "cover" in r]
+    assert rows, "the pull is logged"
+    assert all(0 < r["cover"] < 10 for r in rows)

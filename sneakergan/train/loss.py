@@ -29,6 +29,7 @@ class LossConfig:
     diversity: float = 0.0  # weight of the pairwise-diversity hinge (0 = off, the reference's loss)
     mmd: float = 0.0  # weight of the kernel MMD between fakes and the batch's reals on coarse images (0 = off)
     mmd_bank: int = 0  # recent reals and fakes (features, per process) the MMD also compares against (0 = batch only)
+    cover: float = 0.0  # weight of the nearest-sample pull: each real draws its nearest fake (0 = off)
 
 
 # Outlines are taken on a coarse copy of the image (about 24 px on the short side): shape and colour blocks,
@@ -182,6 +183,28 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
     return loss, {"mmd": value}, f.detach(), r_now
 
 
+def nearest_sample_pull(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Each real image pulls the fake nearest to it (on `coarse_features`), relative to the reals' own spacing.
+
+    The batch form of implicit maximum likelihood estimation (Li & Malik 2018): a generator that drops part of the
+    data leaves those reals with no sample nearby, and only they pay, through the one sample closest to them. The
+    MMD pulls every fake toward every real, weighted by a kernel, so a real far from all fakes barely pulls at all;
+    here the pull of an uncovered real is the strongest. That is the recall figure's question (is every real image
+    near some sample), asked of each batch. Loss: the mean over reals of the squared distance to the nearest fake,
+    divided by the median squared distance between two reals (detached), so 1 means "as far as two reals are".
+    Returns (loss, stats).
+    """
+    f = coarse_features(fake)
+    with torch.no_grad():
+        r = coarse_features(real)
+        d_rr = torch.cdist(r, r).square()
+        off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
+        scale = d_rr[off].median().clamp_min(1e-6)
+    nearest = torch.cdist(r, f).square().min(dim=1).values  # [n_real]: the gradient reaches each real's nearest fake
+    loss = nearest.mean() / scale
+    return loss, {"cover": loss.detach()}
+
+
 class MemoryBank:
     """A fixed-size first-in-first-out store of feature rows (the MMD's recent fakes or reals)."""
 
@@ -256,7 +279,8 @@ class StyleGAN2Loss:
         """Non-saturating G loss softplus(-D(G(z))). Returns (loss, detached fakes for the D step, stats).
 
         With `diversity` > 0 and the iteration's reals given, adds the diversity hinge (fakes at least as varied
-        as the reals of the same batch); with `mmd` > 0, the kernel MMD between the fakes and those reals.
+        as the reals of the same batch); with `mmd` > 0, the kernel MMD between the fakes and those reals; with
+        `cover` > 0, the pull of each of those reals on its nearest fake.
         """
         img, _ = self.run_G(z, c, update_w_avg=True)
         logits = self.run_D(img, c)
@@ -275,6 +299,10 @@ class StyleGAN2Loss:
                 mmd, mmd_stats = kernel_mmd(img, real)
             loss = loss + self.cfg.mmd * mmd
             stats.update(mmd_stats)
+        if self.cfg.cover > 0 and real is not None and img.shape[0] >= 1 and real.shape[0] >= 2:
+            cover, cover_stats = nearest_sample_pull(img, real)
+            loss = loss + self.cfg.cover * cover
+            stats.update(cover_stats)
         return loss, img.detach(), stats
 
     def g_pl(self, z: torch.Tensor, c: torch.Tensor | None, gain: float,
