@@ -11,7 +11,7 @@ from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
 from sneakergan.train.loss import (MemoryBank, banked_kernel_mmd, coarse_features, diversity_hinge, kernel_mmd,
-                                   nearest_sample_pull, pair_distances, soft_outline)
+                                   nearest_sample_pull, neighbour_spread, pair_distances, soft_outline)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -196,3 +196,41 @@ def test_training_with_the_nearest_sample_pull_logs_it(tmp_path):
     rows = [r for r in read_log(tmp_path / "run") if "cover" in r]
     assert rows, "the pull is logged"
     assert all(0 < r["cover"] < 10 for r in rows)
+
+
+def test_neighbour_spread_is_zero_for_data_and_pushes_clumped_fakes_apart(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    # Fakes as spread out as the data cost (almost) nothing: another sample of the same synthetic set.
+    same, stats, f_now, r_now = neighbour_spread(a, b)
+    assert float(same) < 0.1 and 0.6 < float(stats["spread_ratio"]) < 1.6
+    assert f_now.shape == r_now.shape and not f_now.requires_grad
+    # Clumped fakes: four designs, each drawn four times with small changes.
+    clumped = (a[:4].repeat(4, 1, 1, 1) + 0.02 * torch.randn(16, *a.shape[1:])).requires_grad_(True)
+    loss, stats, _, _ = neighbour_spread(clumped, b)
+    assert float(loss.detach()) > 0.5 and float(stats["spread_ratio"]) < 0.3
+    (grad,) = torch.autograd.grad(loss, clumped)
+    with torch.no_grad():
+        stepped = clumped - 2.0 * grad / grad.abs().amax()
+        assert float(neighbour_spread(stepped, b)[0]) < float(loss.detach())
+
+
+def test_neighbour_spread_compares_equal_numbers_of_fakes_and_reals(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    # A long memory of reals and a short one of fakes: the reals' neighbour distance shrinks with more rows, so it
+    # is taken over as many reals as there are fakes, never more.
+    _, _, f_now, r_now = neighbour_spread(a, b)
+    long_reals = torch.cat([r_now] * 4) + 0.001 * torch.randn(64, r_now.shape[1])
+    loss_short, _, _, _ = neighbour_spread(a, b, bank_fake=f_now[:4], bank_real=long_reals)
+    loss_equal, _, _, _ = neighbour_spread(a, b, bank_fake=f_now[:4], bank_real=long_reals[:4])
+    assert float(loss_short) == pytest.approx(float(loss_equal))
+
+
+def test_training_with_the_neighbour_spread_fills_its_memories(tmp_path):
+    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
+    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
+                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, spread=1.0))
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    assert len(trainer.loss.spread_fake) == len(trainer.loss.spread_real) > 0
+    rows = [r for r in read_log(tmp_path / "run") if "spread_ratio" in r]
+    assert rows and all(0 <= r["spread"] < 1 and r["spread_ratio"] > 0 for r in rows)

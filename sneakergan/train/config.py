@@ -93,6 +93,8 @@ class TrainConfig:
                             "repelled from what it drew lately, not only within one batch (0 = the batch only).", ge=0)
     cover: float = knob(0.0, "Nearest-sample pull weight: each real of the batch draws the fake nearest to it on coarse "
                              "images and outlines, so no part of the data is left without samples (0 = off).", ge=0)
+    spread: float = knob(0.0, "Neighbour-spread weight: fakes closer to their nearest recent fakes than reals are to "
+                              "their nearest reals are pushed apart (a remedy for clumped samples; 0 = off).", ge=0)
     ema_kimg: float = knob(10.0, "G_ema half-life in kimg.", flag="--ema", ge=0)
     ema_rampup: float | None = knob(None, "G_ema ramp-up: half-life at most this x the images shown (none = off).",
                                     ge=0)

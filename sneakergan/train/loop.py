@@ -204,7 +204,7 @@ class Trainer:
             LossConfig(r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
                        pl_batch_shrink=cfg.pl_batch_shrink, style_mix=cfg.style_mix,
                        diversity=cfg.diversity, mmd=cfg.mmd, mmd_bank=cfg.mmd_bank,
-                       cover=cfg.cover),
+                       cover=cfg.cover, spread=cfg.spread),
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
