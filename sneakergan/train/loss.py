@@ -223,9 +223,7 @@ def nearest_sample_pull(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.T
 
 def _without_self(d: torch.Tensor) -> torch.Tensor:
     """Distances [n, m] from rows that are also the first n columns: each row's distance to itself set to inf."""
-    n = min(d.shape)
-    return d.masked_fill(torch.eye(d.shape[0], d.shape[1], dtype=torch.bool, device=d.device) & (
-        torch.arange(d.shape[1], device=d.device) < n)[None, :], float("inf"))
+    return d.masked_fill(torch.eye(d.shape[0], d.shape[1], dtype=torch.bool, device=d.device), float("inf"))
 
 
 # The neighbour-spread hinge compares each fake's nearest neighbours among this many recent fakes with each real's
