@@ -65,12 +65,19 @@ def test_one_shape_in_many_colours_is_caught_by_the_outline(reals):
     assert float(stats["div_colour"]) > 0.5 and float(stats["div_outline"]) < 0.15, stats
 
 
-def test_training_with_the_hinge_logs_its_ratios(tmp_path):
+def _tiny_run(tmp_path, **terms) -> tuple[Trainer, list[dict]]:
+    """Two ticks of the tiny preset at 32 px with the given loss terms on: (trainer, logged rows)."""
     data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
     cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
-                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, diversity=1.0))
-    Trainer(cfg, progress=False).run()
-    rows = [r for r in read_log(tmp_path / "run") if "div_outline" in r]
+                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, **terms))
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    return trainer, read_log(tmp_path / "run")
+
+
+def test_training_with_the_hinge_logs_its_ratios(tmp_path):
+    _, log = _tiny_run(tmp_path, diversity=1.0)
+    rows = [r for r in log if "div_outline" in r]
     assert rows, "the hinge's ratios are logged"
     assert all(0 <= r["div_outline"] < 10 and r["loss_div"] >= 0 for r in rows)
 
@@ -151,14 +158,9 @@ def test_memory_bank_keeps_the_newest_rows():
 
 
 def test_training_with_mmd_logs_it(tmp_path):
-    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
-    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
-                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, mmd=1.0,
-                              mmd_bank=8))
-    trainer = Trainer(cfg, progress=False)
-    trainer.run()
+    trainer, log = _tiny_run(tmp_path, mmd=1.0, mmd_bank=8)
     assert len(trainer.loss.bank_fake) == len(trainer.loss.bank_real) == 8
-    rows = [r for r in read_log(tmp_path / "run") if "mmd" in r]
+    rows = [r for r in log if "mmd" in r]
     assert rows, "the MMD is logged"
     assert all(-1 < r["mmd"] < 6 for r in rows)
 
@@ -189,11 +191,8 @@ def test_nearest_sample_pull_moves_only_the_nearest_fake_toward_the_uncovered_re
 
 
 def test_training_with_the_nearest_sample_pull_logs_it(tmp_path):
-    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
-    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
-                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, cover=1.0))
-    Trainer(cfg, progress=False).run()
-    rows = [r for r in read_log(tmp_path / "run") if "cover" in r]
+    _, log = _tiny_run(tmp_path, cover=1.0)
+    rows = [r for r in log if "cover" in r]
     assert rows, "the pull is logged"
     assert all(0 < r["cover"] < 10 for r in rows)
 
@@ -226,11 +225,7 @@ def test_neighbour_spread_compares_equal_numbers_of_fakes_and_reals(more_reals):
 
 
 def test_training_with_the_neighbour_spread_fills_its_memories(tmp_path):
-    data = write_synth_dataset(tmp_path / "s.zip", 16, 32, seed=0)
-    cfg = resolve_config(dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", kimg=0.064, snap=0.064,
-                              tick=0.032, workers=0, grid_size=4, threads=1, resolution=32, spread=1.0))
-    trainer = Trainer(cfg, progress=False)
-    trainer.run()
+    trainer, log = _tiny_run(tmp_path, spread=1.0)
     assert len(trainer.loss.spread_fake) == len(trainer.loss.spread_real) > 0
-    rows = [r for r in read_log(tmp_path / "run") if "spread_ratio" in r]
+    rows = [r for r in log if "spread_ratio" in r]
     assert rows and all(0 <= r["spread"] < 1 and r["spread_ratio"] > 0 for r in rows)
