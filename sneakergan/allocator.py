@@ -6,8 +6,9 @@ and frees activation maps of several MB hundreds of times, so each one is faulte
 zeroes every 4 KiB page) and then given back. Profiled on demo64 (bf16, batch 16, 2 threads): a 16 MB float32
 copy that takes 0.2 ms on warm memory took 15-30 ms inside the step, and oneDNN convolutions showed unexplained
 self time for the same reason. Keeping freed blocks on the heap (no mmap for blocks up to 32 MiB, no trimming)
-made the bf16 training step 1.1-1.2x faster side by side (README, bf16 table); what it costs is that the process
-keeps its peak heap size until it exits, which a training run, a benchmark or a server reaches anyway.
+made the bf16 demo64 step faster side by side (README, bf16: core 1.2-1.3x, full 1.0-1.1x); what it costs is
+that the process keeps its peak heap size until it exits, which a training run, a benchmark or a server reaches
+anyway.
 
 This is the in-process form of `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` (which must be set before a
 process starts): call `keep_freed_memory()` early, before the first large tensors. Set
