@@ -4,8 +4,7 @@ Why: glibc's malloc serves large blocks (over 128 KiB at first) with fresh `mmap
 `munmap` on free, and trims the heap's top whenever more than 128 KiB lie free there. A CPU training step allocates
 and frees activation maps of several MB hundreds of times, so each one is faulted in page by page (the kernel
 zeroes every 4 KiB page) and then given back. Profiled on demo64 (bf16, batch 16, 2 threads): a 16 MB float32
-copy that takes 0.2 ms on warm memory took 15-30 ms inside the step, and oneDNN convolutions showed unexplained
-self time for the same reason. Keeping freed blocks on the heap (no mmap for blocks up to 32 MiB, no trimming)
+copy that takes 0.2 ms on warm memory took 15-30 ms inside the step. Keeping freed blocks on the heap (no mmap for blocks up to 32 MiB, no trimming)
 made the bf16 demo64 step faster side by side (README, bf16: core 1.2-1.3x, full 1.0-1.1x); what it costs is
 that the process keeps its peak heap size until it exits, which a training run, a benchmark or a server reaches
 anyway.
