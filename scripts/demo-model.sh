@@ -43,26 +43,24 @@ fi
 # hinge (fakes as far from their nearest recent fakes as reals from theirs) and the nearest-sample pull (each real
 # draws its nearest fake), which unclumped the samples (pixel-PCA recall 0.19 -> 0.51), in the steps the shipped
 # model took: "until-kimg flags", the last one running to DEMO_KIMG.
-LEGS=("776 --spread 4 --cover 2" "800 --spread 4 --cover 4" "inf --spread 8 --cover 4")
-BASE_KIMG=760
-kimg_of() { $BIN/python -c "import json; print(round(json.load(open('$1'))['state']['kimg'] * 1000))"; }
-nimg() { $BIN/python -c "print(min(float('$1') * 1000, $2)); " | cut -d. -f1; }
-TARGET=$($BIN/python -c "print(round($KIMG * 1000))")
-BASE=$(nimg $BASE_KIMG "$TARGET")
+LEGS=("776 --spread 4 --cover 2" "800 --spread 4 --cover 4" "$KIMG --spread 8 --cover 4")
+upto() { $BIN/python -c "print(min($1, $KIMG))"; }  # a leg's end, never past DEMO_KIMG
+short_of() {  # the run's checkpoint is below this kimg
+  $BIN/python -c "import json, sys; sys.exit(json.load(open('$RUN/checkpoint-latest.json'))['state']['kimg'] >= $1)"
+}
 if [ ! -e "$RUN/checkpoint-latest.json" ]; then
-  "${TRAIN[@]}" --data "$DATA" --preset demo64x48 --kimg "${BASE}e-3" --out "$RUN" \
+  "${TRAIN[@]}" --data "$DATA" --preset demo64x48 --kimg "$(upto 760)" --out "$RUN" \
     --precision "$PRECISION" --snap 8 --tick 2 --aug ada --augpipe bg --ada-kimg 100 --gamma 1 --mmd 4 --seed 1 \
     --workers 1 --metrics div1k --metrics-extractor random-tiny --metrics-every 16 --metrics-num 500
 fi
-if [ "$(kimg_of "$RUN/checkpoint-latest.json")" -lt "$BASE" ]; then
-  "${TRAIN[@]}" --resume "$RUN" --kimg "${BASE}e-3" --precision "$PRECISION"
+if short_of "$(upto 760)"; then
+  "${TRAIN[@]}" --resume "$RUN" --kimg "$(upto 760)" --precision "$PRECISION"
 fi
 for leg in "${LEGS[@]}"; do
   read -r until flags <<<"$leg"
-  END=$(nimg "$until" "$TARGET")
-  if [ "$(kimg_of "$RUN/checkpoint-latest.json")" -lt "$END" ]; then
+  if short_of "$(upto "$until")"; then
     # shellcheck disable=SC2086  # flags are words
-    "${TRAIN[@]}" --resume "$RUN" --kimg "${END}e-3" --precision "$PRECISION" --metrics-every 8 $flags
+    "${TRAIN[@]}" --resume "$RUN" --kimg "$(upto "$until")" --precision "$PRECISION" --metrics-every 8 $flags
   fi
 done
 $BIN/sneakergan export --model "$RUN" --out "$MODEL" --force

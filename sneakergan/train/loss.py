@@ -124,6 +124,13 @@ def coarse_features(img: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.flatten(1), mask.flatten(1).repeat(1, 3)], dim=1) / math.sqrt(x[0].numel())
 
 
+def _real_pair_scale(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Squared distances between the rows of r, the off-diagonal mask, and their median (the terms' unit of length)."""
+    d_rr = torch.cdist(r, r).square()
+    off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
+    return d_rr, off, d_rr[off].median().clamp_min(1e-6)
+
+
 def kernel_mmd(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Unbiased squared MMD between fakes and reals (Gaussian kernels on `coarse_features`); gradients reach G only.
 
@@ -135,10 +142,7 @@ def kernel_mmd(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, di
     f = coarse_features(fake)
     with torch.no_grad():
         r = coarse_features(real)
-        d_rr = torch.cdist(r, r).square()
-        n_r = r.shape[0]
-        off_r = ~torch.eye(n_r, dtype=torch.bool, device=r.device)
-        scale = d_rr[off_r].median().clamp_min(1e-6)
+        d_rr, off_r, scale = _real_pair_scale(r)
     d_ff = torch.cdist(f, f).square()
     d_fr = torch.cdist(f, r).square()
     n_f = f.shape[0]
@@ -172,9 +176,7 @@ def banked_kernel_mmd(fake: torch.Tensor, real: torch.Tensor, bank_fake: torch.T
         r_now = coarse_features(real)
         r = r_now if bank_real is None else torch.cat([r_now, bank_real])
         others = f.detach() if bank_fake is None else torch.cat([f.detach(), bank_fake])
-        d_rr = torch.cdist(r, r).square()
-        off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
-        scale = d_rr[off].median().clamp_min(1e-6)
+        d_rr, off, scale = _real_pair_scale(r)
         widths = list(_MMD_WIDTHS)
         if bank_real is not None and r.shape[0] > 2 * _NEIGHBOUR_K:
             neighbour = d_rr.masked_fill(~off, float("inf")).kthvalue(_NEIGHBOUR_K, dim=1).values.median()
@@ -213,9 +215,7 @@ def nearest_sample_pull(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.T
     f = coarse_features(fake)
     with torch.no_grad():
         r = coarse_features(real)
-        d_rr = torch.cdist(r, r).square()
-        off = ~torch.eye(r.shape[0], dtype=torch.bool, device=r.device)
-        scale = d_rr[off].median().clamp_min(1e-6)
+        _, _, scale = _real_pair_scale(r)
     nearest = torch.cdist(r, f).square().min(dim=1).values  # [n_real]: the gradient reaches each real's nearest fake
     loss = nearest.mean() / scale
     return loss, {"cover": loss.detach()}
