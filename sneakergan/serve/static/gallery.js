@@ -3,6 +3,8 @@
   const grid = document.getElementById("grid");
   const more = document.getElementById("more");
   const size = Number(grid.dataset.pageSize) || 60;
+  // Through the CSSOM, not a style attribute: the CSP allows no inline styles.
+  grid.style.setProperty("--tile-aspect", `${grid.dataset.width} / ${grid.dataset.height}`);
   let page = 0;
   let loading = false;
   let done = false;
