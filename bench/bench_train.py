@@ -13,6 +13,10 @@ Reals come from one pre-loaded batch (data decoding runs in a worker process dur
 --procs 1,2 also times the step as `torchrun --nproc_per_node 2 ... --threads 1` runs it: two processes of one
 thread each, averaging gradients (gloo). On a 2-core CPU that keeps both cores busier than two threads of one process.
 
+The script runs under OMP_WAIT_POLICY=PASSIVE, as `train` does, unless the environment sets it; set it to `default`
+to measure under libgomp's default short spin, the condition REFERENCES.md's
+reference figures were taken in.
+
 --precision auto (the default) measures fp32 and bf16 (where the device has it) alternately, --repeats times, so
 both see the same machine; the table shows every repeat and the speed-up of each over fp32.
 """
@@ -25,7 +29,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sneakergan/train/commands.py
+# Before torch: see sneakergan/train/commands.py. `default` asks for libgomp's own policy (the variable unset).
+if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "default":
+    del os.environ["OMP_WAIT_POLICY"]
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
@@ -58,8 +66,10 @@ def main() -> None:
     # The OpenMP wait policy moves one process's 2-thread step by 10-20% on an idle machine (PASSIVE, train's
     # default for shared cores, against libgomp's default short spin), so the table says which one it ran under.
     malloc = "system malloc" if os.environ.get("SNEAKERGAN_SYSTEM_MALLOC") == "1" else "malloc keeps freed memory"
+    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
+    policy = policy if policy in ("ACTIVE", "PASSIVE") else "(libgomp default)"  # libgomp ignores other values
     print(f"device: {dev_name}; torch {torch.__version__}; load average at start {load:.1f}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(libgomp default)')}; {malloc}")
+          f"OMP_WAIT_POLICY={policy}; {malloc}")
     header = (f"{'preset':10s} {'res':>4s} {'batch':>5s} {'mode':5s} {'procs':>5s} {'prec':5s} {'img/s':>8s} {'s/kimg':>8s} "
               f"{'kimg/h':>8s} {'img/cpu-s':>9s} {'vs fp32':>7s}")
     print(header)
