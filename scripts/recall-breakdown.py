@@ -6,7 +6,9 @@
 The same protocol as `sneakergan metrics --metrics div1k` (N samples at psi 1, seed 0, against the first N data
 images, pixel-PCA space, k = 3): a data image is *recalled* when it lies inside some sample's k-NN ball. Recall says
 how many are missed; this says which. For a dataset made by `sneakergan synth` (params.json inside the zip) it also
-prints the recalled share per value of each design attribute (family, top, colourway, ...).
+prints the recalled share per value of each design attribute (family, top, colourway, ...), and the mix of low, mid
+and high tops among the samples and among the first 60 gallery tiles (psi 0.7), told apart by the height of the
+silhouette's taller end with thresholds learnt from the labelled data.
 """
 
 from __future__ import annotations
@@ -20,14 +22,35 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from sneakergan.generate import load_generator, make_grid
+from sneakergan.generate import generate_images, load_generator, make_grid
 from sneakergan.metrics.data import ImageDataset
-from sneakergan.metrics.diversity import PixelPCA
+from sneakergan.metrics.diversity import PixelPCA, foreground_masks
 from sneakergan.metrics.pipeline import generated_batches
 from sneakergan.metrics.precision_recall import inside_manifold, knn_radii
 from sneakergan.modelref import resolve_model
 
 ATTRIBUTES = ("family", "top", "colourway", "scheme", "pattern", "material")
+TOPS = ("low", "mid", "high")
+GALLERY_TILES, GALLERY_PSI = 60, 0.7  # what a visitor sees first: /gallery's first page (serve --psi default)
+
+
+def end_heights(masks: np.ndarray) -> np.ndarray:
+    """float [N]: height of each silhouette's taller end (outer quarter of its length) over its length. Low, mid and
+    high tops differ here: the collar rises at the heel, whichever way the shoe faces."""
+    out = np.zeros(len(masks))
+    for i, m in enumerate(masks):
+        cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
+        if len(cols) < 4:
+            continue
+        x0, x1, length = cols[0], cols[-1], cols[-1] - cols[0] + 1
+        ends = (m[:, x0: x0 + length // 4], m[:, x1 + 1 - length // 4: x1 + 1])
+        out[i] = max((rows[-1] - np.flatnonzero(e.any(1))[0] + 1) / length for e in ends)
+    return out
+
+
+def top_mix(heights: np.ndarray, cuts: tuple[float, float]) -> str:
+    shares = [(heights < cuts[0]).mean(), ((heights >= cuts[0]) & (heights < cuts[1])).mean(), (heights >= cuts[1]).mean()]
+    return " / ".join(f"{t} {s:.2f}" for t, s in zip(TOPS, shares))
 
 
 def main() -> None:
@@ -79,6 +102,16 @@ def main() -> None:
     except (OSError, KeyError, zipfile.BadZipFile, ValueError):
         return  # not a synthetic set: the picture is all there is
     names = ds.names[: len(hit)]
+    # Heights: thresholds halfway between neighbouring labels' 90th / 10th percentiles on the data's own masks.
+    tops = np.array([params.get(name, {}).get("top") for name in names])
+    heights = end_heights(foreground_masks(real))
+    if all((tops == t).any() for t in TOPS):
+        cut = [(np.percentile(heights[tops == a], 90) + np.percentile(heights[tops == b], 10)) / 2
+               for a, b in zip(TOPS, TOPS[1:])]
+        tiles = np.stack([im for _, im in generate_images(G, list(range(GALLERY_TILES)), psi=GALLERY_PSI)])
+        print(f"tops by silhouette height (cuts {cut[0]:.3f}, {cut[1]:.3f}): data {top_mix(heights, cut)}; "
+              f"samples {top_mix(end_heights(foreground_masks(fake)), cut)}; first {GALLERY_TILES} gallery tiles "
+              f"(psi {GALLERY_PSI}) {top_mix(end_heights(foreground_masks(tiles)), cut)}")
     for key in ATTRIBUTES:
         values = [params.get(name, {}).get(key) for name in names]
         total = Counter(values)
