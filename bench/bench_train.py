@@ -14,8 +14,8 @@ Reals come from one pre-loaded batch (data decoding runs in a worker process dur
 thread each, averaging gradients (gloo). On a 2-core CPU that keeps both cores busier than two threads of one process.
 
 The script runs under OMP_WAIT_POLICY=PASSIVE, as `train` does, unless the environment sets it; set it to `default`
-to measure under libgomp's default short spin, the condition REFERENCES.md's
-reference figures were taken in.
+to measure under libgomp's default short spin (the reference's code sets no policy, so presumably what
+REFERENCES.md's reference figures ran under).
 
 --precision auto (the default) measures fp32 and bf16 (where the device has it) alternately, --repeats times, so
 both see the same machine; the table shows every repeat and the speed-up of each over fp32.
