@@ -49,7 +49,8 @@ def end_heights(masks: np.ndarray) -> np.ndarray:
 
 
 def top_mix(heights: np.ndarray, cuts: tuple[float, float]) -> str:
-    shares = [(heights < cuts[0]).mean(), ((heights >= cuts[0]) & (heights < cuts[1])).mean(), (heights >= cuts[1]).mean()]
+    low, high = heights < cuts[0], heights >= cuts[1]
+    shares = [low.mean(), (~low & ~high).mean(), high.mean()]
     return " / ".join(f"{t} {s:.2f}" for t, s in zip(TOPS, shares))
 
 

@@ -163,7 +163,8 @@ def test_gallery_tiles_and_permalinks_render_on_demand(server, page):
     tiles = list(server["gallery"].rglob("*.webp"))
     assert tiles, "no tile was rendered and kept"
     # A tile shows the whole sneaker: its box has the model's aspect ratio (a square crop cut off toes and heels).
-    box = page.eval_on_selector("#grid a img", "el => [el.clientWidth, el.clientHeight, el.naturalWidth, el.naturalHeight]")
+    box = page.eval_on_selector("#grid a img",
+                                "el => [el.clientWidth, el.clientHeight, el.naturalWidth, el.naturalHeight]")
     assert abs(box[0] / box[1] - box[2] / box[3]) < 0.05, box
     before = page.eval_on_selector_all("#grid a", "els => els.length")
     page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
