@@ -13,9 +13,9 @@ Reals come from one pre-loaded batch (data decoding runs in a worker process dur
 --procs 1,2 also times the step as `torchrun --nproc_per_node 2 ... --threads 1` runs it: two processes of one
 thread each, averaging gradients (gloo). On a 2-core CPU that keeps both cores busier than two threads of one process.
 
-The script runs under OMP_WAIT_POLICY=PASSIVE, as `train` does, unless the environment sets it; set it to `default`
-to measure under libgomp's default short spin (the reference's code sets no policy, so presumably what
-REFERENCES.md's reference figures ran under).
+The script waits as `train` does (a short OpenMP spin, sneakergan/threads.py) unless the environment sets
+OMP_WAIT_POLICY or GOMP_SPINCOUNT; OMP_WAIT_POLICY=default measures under libgomp's own default spin (the
+reference's code sets no policy, so presumably what REFERENCES.md's reference figures ran under).
 
 --precision auto (the default) measures fp32 and bf16 (where the device has it) alternately, --repeats times, so
 both see the same machine; the table shows every repeat and the speed-up of each over fp32.
@@ -29,15 +29,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Before torch: see sneakergan/train/commands.py. `default` asks for libgomp's own policy (the variable unset).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sneakergan.threads import describe_wait_policy, set_wait_policy  # noqa: E402
+
+# Before torch, as `train` does (sneakergan/threads.py). `default` asks for libgomp's own policy.
 if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "default":
     del os.environ["OMP_WAIT_POLICY"]
+    os.environ.pop("GOMP_SPINCOUNT", None)
 else:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_wait_policy()
 
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sneakergan.bench import bench_precisions, noise_dataset, time_training_step, time_training_step_ddp  # noqa: E402
 from sneakergan.generate import resolve_device  # noqa: E402
@@ -63,13 +66,11 @@ def main() -> None:
     dev = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     dev_name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU x{args.threads or os.cpu_count()} threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    # The OpenMP wait policy moves one process's 2-thread step by 10-20% on an idle machine (PASSIVE, train's
-    # default for shared cores, against libgomp's default short spin), so the table says which one it ran under.
+    # The OpenMP wait policy moves one process's 2-thread step by 20-25% on an idle machine (PASSIVE against a
+    # spin), so the table says which one it ran under.
     malloc = "system malloc" if os.environ.get("SNEAKERGAN_SYSTEM_MALLOC") == "1" else "malloc keeps freed memory"
-    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
-    policy = policy if policy in ("ACTIVE", "PASSIVE") else "(libgomp default)"  # libgomp ignores other values
     print(f"device: {dev_name}; torch {torch.__version__}; load average at start {load:.1f}; "
-          f"OMP_WAIT_POLICY={policy}; {malloc}")
+          f"OpenMP wait: {describe_wait_policy()}; {malloc}")
     header = (f"{'preset':10s} {'res':>4s} {'batch':>5s} {'mode':5s} {'procs':>5s} {'prec':5s} {'img/s':>8s} {'s/kimg':>8s} "
               f"{'kimg/h':>8s} {'img/cpu-s':>9s} {'vs fp32':>7s}")
     print(header)

@@ -23,6 +23,9 @@ def bench(
     precision: str = typer.Option("auto", help="auto (fp32 and, side by side, bf16 where the device has it) | fp32 | bf16 | fp16."),
 ) -> None:
     """Generator throughput, training img/s, edit-render latency and prepare throughput on this machine, per precision."""
+    from .threads import set_wait_policy
+
+    set_wait_policy()  # as `train` waits, so its rows compare (no effect if torch was loaded already)
     from rich.console import Console
     from rich.table import Table
 

@@ -93,12 +93,9 @@ def plan(command: str, flags: dict[str, Any], extra: dict[str, Any]):
 
 
 def _run(command: str, flags: dict[str, Any], extra: dict[str, Any]) -> None:
-    import os
+    from ..threads import set_wait_policy
 
-    # OpenMP's default busy-waiting collapses when the cores are shared (other jobs, data workers): measured
-    # 7x slower with 2 threads on a loaded 2-core machine; passive waiting costs little when idle. Must be
-    # set before torch starts its thread pool, i.e. before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_wait_policy()  # a short OpenMP spin (threads.py), before torch starts its thread pool
     from ..console import fail
     from ..errors import UserError
     from .loop import Trainer
