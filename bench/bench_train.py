@@ -33,12 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sneakergan.threads import describe_wait_policy, set_wait_policy  # noqa: E402
 
-# Before torch, as `train` does (sneakergan/threads.py). `default` asks for libgomp's own policy.
-if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "default":
-    del os.environ["OMP_WAIT_POLICY"]
-    os.environ.pop("GOMP_SPINCOUNT", None)
-else:
-    set_wait_policy()
+set_wait_policy()  # before torch, as `train` does (sneakergan/threads.py)
 
 import torch  # noqa: E402
 

@@ -18,10 +18,13 @@ SPIN_COUNT = 10_000
 
 def set_wait_policy(environ: dict[str, str] | None = None) -> str:
     """Ask libgomp for a short spin unless the environment already chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT).
+    OMP_WAIT_POLICY=default chooses libgomp's own default (the variable is removed: libgomp rejects the word).
 
     Returns what the process will run under, for headers and logs."""
     env = os.environ if environ is None else environ
-    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+    if env.get("OMP_WAIT_POLICY", "").strip().lower() == "default":
+        del env["OMP_WAIT_POLICY"]
+    elif "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
         env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     return describe_wait_policy(env)
 

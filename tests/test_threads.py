@@ -18,6 +18,8 @@ def test_the_users_choice_wins():
         env = dict(chosen)
         set_wait_policy(env)
         assert env == chosen  # untouched
+    env = {"OMP_WAIT_POLICY": "default"}  # libgomp's own default, which it cannot be asked for by name
+    assert set_wait_policy(env) == "libgomp default" and env == {}
     assert describe_wait_policy({"OMP_WAIT_POLICY": "passive"}) == "PASSIVE"
     assert describe_wait_policy({"GOMP_SPINCOUNT": "0"}) == "spin 0"
     assert describe_wait_policy({}) == "libgomp default"
