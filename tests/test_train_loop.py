@@ -103,6 +103,17 @@ def test_resume_reproduces_the_uninterrupted_run(run_a, tmp_path):
     assert a.state["pl_mean"] == pytest.approx(b.state["pl_mean"], rel=1e-4)
 
 
+def test_resume_with_a_fixed_p_uses_that_p_not_adas(run_a, tmp_path):
+    # A run that let ADA climb can go on with a constant, lower p: `--aug fixed --p X` on the resume means X.
+    out, _, _ = run_a
+    half = out / "snapshot-000000-064"
+    base = TrainConfig.from_dict(load_checkpoint(half, nets=()).state["train_config"])
+    tr = Trainer(resolve_config({"out": str(tmp_path), "resume": str(half), "aug": "fixed", "p": 0.05}, base),
+                 progress=False)
+    assert tr.ada is None and float(tr.augment.p) == pytest.approx(0.05)
+    assert load_checkpoint(half, nets=()).state["augment_p"] != pytest.approx(0.05)
+
+
 def test_sigkill_mid_run_then_resume(data16, tmp_path):
     cmd = [sys.executable, "-m", "sneakergan.cli", "train", "--data", str(data16), "--out", str(tmp_path),
            "--preset", "tiny", "--resolution", "16", "--kimg", "50", "--snap", "0.032", "--tick", "0.032", "--workers", "1",

@@ -261,7 +261,9 @@ class Trainer:
         self.batch_idx = int(st.get("batch_idx", 0))
         self.elapsed = float(st.get("elapsed_s", 0.0))
         if self.augment is not None:
-            self.augment.p.fill_(float(st.get("augment_p", self.cfg.p)))
+            # A fixed p is the run's setting (a resume with `--aug fixed --p X` means X); ADA's p is state.
+            p = self.cfg.p if self.cfg.aug == "fixed" else float(st.get("augment_p", self.cfg.p))
+            self.augment.p.fill_(p)
         if self.ada is not None and "ada" in st:
             self.ada.load_state_dict({**st["ada"], "p": float(st.get("augment_p", 0.0))})
         if "pl_mean" in st:
