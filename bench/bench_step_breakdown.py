@@ -9,7 +9,9 @@ step's overhead (Python, autograd, dispatch of ~2,000 small calls, caches gone c
     .venv/bin/python bench/bench_step_breakdown.py [--preset demo64] [--batch 16] [--precision bf16] [--threads 2]
                                                    [--mode core|full] [--top 16]
 
-core: one G and one D step, no regularisers or augmentation (bench_train's "core", REFERENCES.md's setting).
+core: one G and one D step, no regularisers or augmentation (bench_train's "core", REFERENCES.md's setting);
+full: the preset's step with ADA bgc at p 0.3, as bench_train's "full" (the one recorded step may skip the lazy
+regularisers).
 Pause any training while it runs: it measures the machine, not the model.
 """
 
@@ -104,6 +106,8 @@ def main() -> None:
                  device="cpu", batch=args.batch, precision=args.precision)
     if args.mode == "core":
         flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
+    else:  # bench_train's "full": lazy regularisers as configured (one step may or may not include them)
+        flags.update(aug="ada", p=0.3, augpipe="bgc")
     trainer = Trainer(resolve_config(flags), progress=False)
     real, c = next(trainer._loader())
 
