@@ -37,10 +37,8 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sneakergan.allocator import keep_freed_memory  # noqa: E402
-from sneakergan.bench import noise_dataset  # noqa: E402
+from sneakergan.bench import noise_dataset, step_trainer  # noqa: E402
 from sneakergan.nets import get_preset  # noqa: E402
-from sneakergan.train.config import resolve_config  # noqa: E402
-from sneakergan.train.loop import Trainer  # noqa: E402
 
 
 def _copy(a):
@@ -102,14 +100,8 @@ def main() -> None:
     net = get_preset(args.preset).network
     tmp = Path(tempfile.mkdtemp(prefix="sneakergan-breakdown-"))
     data = noise_dataset(tmp, net.img_width, net.img_height, count=max(64, args.batch))
-    flags = dict(data=str(data), out=str(tmp / "run"), preset=args.preset, kimg=1e6, workers=0, threads=args.threads,
-                 device="cpu", batch=args.batch, precision=args.precision)
-    if args.mode == "core":
-        flags.update(gamma=0.0, pl_weight=0.0, style_mix=0.0, aug="none")
-    else:  # bench_train's "full": lazy regularisers as configured (one step may or may not include them)
-        flags.update(aug="ada", p=0.3, augpipe="bgc")
-    trainer = Trainer(resolve_config(flags), progress=False)
-    real, c = next(trainer._loader())
+    trainer, real, c = step_trainer(args.preset, args.mode, data, tmp / "run", args.threads, "cpu", args.batch,
+                                    args.precision)
 
     for _ in range(3):
         trainer._step(real, c)

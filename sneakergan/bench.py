@@ -123,9 +123,9 @@ def run_generator_benchmarks(device: torch.device, quick: bool = False,
     return with_speedups(rows)
 
 
-def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int, threads: int | None,
-                       device: str, batch: int | None = None, precision: str = "fp32") -> tuple[int, float, float]:
-    """(batch, wall seconds, CPU seconds) per training step on one pre-loaded batch of `data`.
+def step_trainer(preset: str, mode: str, data: Path, out: Path, threads: int | None, device: str,
+                 batch: int | None = None, precision: str = "fp32") -> tuple[Any, Any, Any]:
+    """(trainer, reals, labels): a Trainer set up for one of the benchmark's step modes, and one loaded batch.
 
     mode "core": one G + one D step, no R1 / path length / augmentation (REFERENCES.md's CPU table setting);
     mode "full": the preset's step with lazy regularisers at their real frequency and ADA bgc at p = 0.3.
@@ -141,6 +141,17 @@ def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int
         flags.update(aug="ada", p=0.3, augpipe="bgc")
     tr = Trainer(resolve_config(flags), progress=False)
     real, c = next(tr._loader())
+    return tr, real, c
+
+
+def time_training_step(preset: str, mode: str, data: Path, out: Path, iters: int, threads: int | None,
+                       device: str, batch: int | None = None, precision: str = "fp32") -> tuple[int, float, float]:
+    """(batch, wall seconds, CPU seconds) per training step on one pre-loaded batch of `data`.
+
+    mode "core": one G + one D step, no R1 / path length / augmentation (REFERENCES.md's CPU table setting);
+    mode "full": the preset's step with lazy regularisers at their real frequency and ADA bgc at p = 0.3.
+    """
+    tr, real, c = step_trainer(preset, mode, data, out, threads, device, batch, precision)
     for _ in range(2):  # warm-up (allocator, oneDNN primitive caches)
         tr._step(real, c)
     n = iters if mode == "core" else max(iters, 16)  # whole lazy-regularisation cycles
