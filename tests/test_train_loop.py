@@ -114,6 +114,19 @@ def test_resume_with_a_fixed_p_uses_that_p_not_adas(run_a, tmp_path):
     assert load_checkpoint(half, nets=()).state["augment_p"] != pytest.approx(0.05)
 
 
+def test_resume_with_a_new_lr_uses_it_and_keeps_the_moments(run_a, tmp_path):
+    # Lowering the learning rate for a last leg: `--lr X` on the resume means X, with Adam's moments restored.
+    out, _, _ = run_a
+    half = out / "snapshot-000000-064"
+    base = TrainConfig.from_dict(load_checkpoint(half, nets=()).state["train_config"])
+    tr = Trainer(resolve_config({"out": str(tmp_path), "resume": str(half), "lr": base.lr / 4}, base), progress=False)
+    for opt, reg in ((tr.opt_G, tr.g_reg), (tr.opt_D, tr.d_reg)):
+        ratio = reg / (reg + 1) if reg else 1.0
+        assert opt.param_groups[0]["lr"] == pytest.approx(base.lr / 4 * ratio)
+        assert opt.param_groups[0]["betas"][1] == pytest.approx(0.99**ratio)
+        assert any(float(s["exp_avg_sq"].abs().sum()) > 0 for s in opt.state.values())
+
+
 def test_sigkill_mid_run_then_resume(data16, tmp_path):
     cmd = [sys.executable, "-m", "sneakergan.cli", "train", "--data", str(data16), "--out", str(tmp_path),
            "--preset", "tiny", "--resolution", "16", "--kimg", "50", "--snap", "0.032", "--tick", "0.032", "--workers", "1",

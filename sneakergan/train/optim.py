@@ -27,13 +27,18 @@ def make_adam(params: list[torch.nn.Parameter], lr: float, reg_interval: int | N
 def restore_optimizer(ckpt: Any, name: str, opt: torch.optim.Optimizer) -> None:
     """Load `opt_{name}` from a checkpoint, with each moment in its parameter's memory layout.
 
+    The checkpoint gives moments and step counts; lr and betas stay `opt`'s own, i.e. the run's config (a resume
+    with `--lr X` means X: `load_state_dict` would otherwise bring back the saved ones).
     The fused Adam kernel walks parameter and moments side by side and silently mixes elements up when their
     strides differ (a resume test caught it with channels_last parameters).
     """
+    hyper = [{k: g[k] for k in ("lr", "betas")} for g in opt.param_groups]
     try:
         ckpt.load_optimizer(name, opt)
     except ModelFileError as e:
         raise UserError(str(e)) from None
+    for group, h in zip(opt.param_groups, hyper):
+        group.update(h)
     for group in opt.param_groups:
         for p in group["params"]:
             for key, t in opt.state.get(p, {}).items():
