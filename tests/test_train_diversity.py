@@ -11,7 +11,8 @@ from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
 from sneakergan.train.loss import (MemoryBank, banked_kernel_mmd, coarse_features, diversity_hinge, kernel_mmd,
-                                   nearest_sample_pull, neighbour_spread, pair_distances, soft_outline)
+                                   nearest_sample_pull, neighbour_spread, pair_distances, principal_axes,
+                                   soft_outline, coarse_colours)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -229,3 +230,37 @@ def test_training_with_the_neighbour_spread_fills_its_memories(tmp_path):
     assert len(trainer.loss.spread_fake) == len(trainer.loss.spread_real) > 0
     rows = [r for r in log if "spread_ratio" in r]
     assert rows and all(0 <= r["spread"] < 1 and r["spread_ratio"] > 0 for r in rows)
+
+
+def test_principal_axes_are_orthonormal_and_centre_the_data(more_reals):
+    feats = coarse_colours(more_reals)
+    axes = principal_axes(feats, 8)
+    assert axes.axes.shape == (8, feats.shape[1])
+    assert torch.allclose(axes.axes @ axes.axes.T, torch.eye(8), atol=1e-4)
+    assert axes(feats).mean(0).abs().max() < 1e-4
+    # The top axes hold most of the data's variance, far more than 8 random directions would.
+    centred = feats - feats.mean(0)
+    assert float(axes(feats).square().sum() / centred.square().sum()) > 0.5
+
+
+def test_spread_on_the_datas_axes_is_not_fooled_by_noise_the_data_does_not_have(more_reals):
+    # Four designs drawn four times each, with strong per-pixel noise: far apart in pixels, still four clumps
+    # along the directions in which the data varies. The pixel hinge reads them as spread; the axes see the clumps.
+    a, b = more_reals[:16], more_reals[16:]
+    axes = principal_axes(coarse_colours(more_reals), 8)
+    torch.manual_seed(0)
+    noisy_clumps = a[:4].repeat(4, 1, 1, 1) + 0.6 * torch.randn(16, *a.shape[1:])
+    loss_px, stats_px, _, _ = neighbour_spread(noisy_clumps, b)
+    loss_ax, stats_ax, f_ax, r_ax = neighbour_spread(noisy_clumps, b, axes=axes)
+    assert float(stats_px["spread_ratio"]) > 1.0 and float(loss_px) < 0.05
+    assert float(stats_ax["spread_ratio"]) < 0.6 and float(loss_ax) > 0.2
+    assert f_ax.shape == r_ax.shape == (16, 8)  # the banks remember coordinates, not pixels
+    # Data against data reads about the same in both spaces.
+    assert 0.6 < float(neighbour_spread(a, b, axes=axes)[1]["spread_ratio"]) < 1.6
+
+
+def test_training_with_the_spread_on_the_datas_axes(tmp_path):
+    trainer, log = _tiny_run(tmp_path, spread=1.0, spread_axes=8)
+    assert trainer.loss.spread_axes is not None and trainer.loss.spread_axes.axes.shape[0] == 8
+    assert trainer.loss.spread_fake.rows.shape[1] == 8
+    assert [r for r in log if "spread_ratio" in r]

@@ -95,6 +95,9 @@ class TrainConfig:
                              "images and outlines, so no part of the data is left without samples (0 = off).", ge=0)
     spread: float = knob(0.0, "Neighbour-spread weight: fakes closer to their nearest recent fakes than reals are to "
                               "their nearest reals are pushed apart (a remedy for clumped samples; 0 = off).", ge=0)
+    spread_axes: int = knob(0, "Neighbour-spread space: the data's top K principal axes of the coarse images, so "
+                               "only variety along the data's own directions counts as spread (0 = the coarse "
+                               "pixels).", ge=0)
     ema_kimg: float = knob(10.0, "G_ema half-life in kimg.", flag="--ema", ge=0)
     ema_rampup: float | None = knob(None, "G_ema ramp-up: half-life at most this x the images shown (none = off).",
                                     ge=0)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ..errors import UserError
@@ -34,7 +35,7 @@ from .augment import AdaController, AugmentPipe
 from .config import ConfigError, TrainConfig, network_config
 from .dataset import DatasetError, ImageDataset, InfiniteSampler, to_float
 from .distributed import Dist, broadcast_module, init_distributed, sync_grads
-from .loss import LossConfig, StyleGAN2Loss
+from .loss import LossConfig, PrincipalAxes, StyleGAN2Loss, coarse_colours, principal_axes
 from .metrics_hook import TrainMetrics
 from .mixed import MixedPrecision, enable_low_precision
 from .optim import ema_beta, freeze_d_blocks, make_adam, restore_optimizer, update_ema
@@ -43,6 +44,9 @@ from .progress import PlainLines, make_display
 from .rundir import LATEST, LOG_NAME, REALS, RunDir, RunDirError, nimg_tag, open_checkpoint, read_log
 from .state import rng_state, set_rng_state
 from .stats import TickStats
+
+# Images the spread hinge's principal axes are fitted on (about a second to read and decompose at 64 px).
+SPREAD_AXES_IMAGES = 1024
 
 __all__ = ["Trainer", "RunResult", "TrainError", "train", "find_checkpoint", "read_log", "nimg_tag", "LATEST",
            "LOG_NAME", "enable_bf16", "Phase"]
@@ -204,8 +208,9 @@ class Trainer:
             LossConfig(r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
                        pl_batch_shrink=cfg.pl_batch_shrink, style_mix=cfg.style_mix,
                        diversity=cfg.diversity, mmd=cfg.mmd, mmd_bank=cfg.mmd_bank,
-                       cover=cfg.cover, spread=cfg.spread),
-            reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None)
+                       cover=cfg.cover, spread=cfg.spread, spread_axes=cfg.spread_axes),
+            reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None,
+            spread_axes=self._spread_axes(ds) if cfg.spread > 0 and cfg.spread_axes > 0 else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
         self.opt_G = make_adam(self.g_params, cfg.lr, self.g_reg)
@@ -229,6 +234,15 @@ class Trainer:
         self.in_place = check_run_folder(self.out, self.source, self.cur_nimg, self.resumed)
         if len(ds) < self.batch_gpu:  # only once everything is known to be fine
             self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
+
+    def _spread_axes(self, ds) -> PrincipalAxes:
+        """The data's principal axes for the spread hinge, from up to SPREAD_AXES_IMAGES images evenly spaced
+        through the dataset: the same on every process and after every resume, so nothing needs saving."""
+        n = min(SPREAD_AXES_IMAGES, ds.num_images)
+        idx = np.linspace(0, ds.num_images - 1, n).round().astype(int)
+        feats = [coarse_colours(to_float(torch.stack([ds[int(i)][0] for i in chunk]), self.net_cfg.invert))
+                 for chunk in np.array_split(idx, max(1, n // 256))]
+        return principal_axes(torch.cat(feats), self.cfg.spread_axes).to(self.device)
 
     def _open(self, path: str, nets: tuple[str, ...]):
         try:
