@@ -208,7 +208,7 @@ class Trainer:
             LossConfig(r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
                        pl_batch_shrink=cfg.pl_batch_shrink, style_mix=cfg.style_mix,
                        diversity=cfg.diversity, mmd=cfg.mmd, mmd_bank=cfg.mmd_bank,
-                       cover=cfg.cover, spread=cfg.spread, spread_axes=cfg.spread_axes),
+                       cover=cfg.cover, spread=cfg.spread),
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None,
             spread_axes=self._spread_axes(ds) if cfg.spread > 0 and cfg.spread_axes > 0 else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None

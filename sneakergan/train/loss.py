@@ -31,7 +31,6 @@ class LossConfig:
     mmd_bank: int = 0  # recent reals and fakes (features, per process) the MMD also compares against (0 = batch only)
     cover: float = 0.0  # weight of the nearest-sample pull: each real draws its nearest fake (0 = off)
     spread: float = 0.0  # weight of the neighbour-spread hinge: fakes as far from their neighbours as reals (0 = off)
-    spread_axes: int = 0  # the hinge's space: the data's top principal axes of coarse colours (0 = the pixels)
 
 
 # Outlines are taken on a coarse copy of the image (about 24 px on the short side): shape and colour blocks,
