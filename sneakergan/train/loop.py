@@ -240,9 +240,8 @@ class Trainer:
         through the dataset: the same on every process and after every resume, so nothing needs saving."""
         n = min(SPREAD_AXES_IMAGES, ds.num_images)
         idx = np.linspace(0, ds.num_images - 1, n).round().astype(int)
-        feats = [coarse_colours(to_float(torch.stack([ds[int(i)][0] for i in chunk]), self.net_cfg.invert))
-                 for chunk in np.array_split(idx, max(1, n // 256))]
-        return principal_axes(torch.cat(feats), self.cfg.spread_axes).to(self.device)
+        images = to_float(torch.stack([ds[int(i)][0] for i in idx]), self.net_cfg.invert)
+        return principal_axes(coarse_colours(images), self.cfg.spread_axes).to(self.device)
 
     def _open(self, path: str, nets: tuple[str, ...]):
         try:
