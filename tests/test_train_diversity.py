@@ -11,7 +11,7 @@ from sneakergan.train.config import resolve_config
 from sneakergan.train.dataset import ImageDataset, to_float
 from sneakergan.train.loop import Trainer, read_log
 from sneakergan.train.loss import (MemoryBank, banked_kernel_mmd, coarse_features, diversity_hinge, kernel_mmd,
-                                   nearest_sample_pull, neighbour_spread, pair_distances, principal_axes,
+                                   nearest_sample_pull, neighbour_spread, pair_distances, principal_axes, uncovered_pull,
                                    soft_outline, coarse_colours)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -264,3 +264,51 @@ def test_training_with_the_spread_on_the_datas_axes(tmp_path):
     assert trainer.loss.spread_axes is not None and trainer.loss.spread_axes.axes.shape[0] == 8
     assert trainer.loss.spread_fake.rows.shape[1] == 8
     assert [r for r in log if "spread_ratio" in r]
+
+
+def test_top_axes_are_those_of_a_smaller_fit(more_reals):
+    feats = coarse_colours(more_reals)
+    top, small = principal_axes(feats, 8).top(4), principal_axes(feats, 4)
+    assert torch.allclose(top(feats).abs(), small(feats).abs(), atol=1e-3)  # the same axes up to sign
+
+
+def test_uncovered_pull_leaves_covered_reals_alone(more_reals):
+    a, b = more_reals[:16], more_reals[16:]
+    axes = principal_axes(coarse_colours(more_reals), 8)
+    loss, stats, _, _ = uncovered_pull(b, b, axes)  # every real has itself as a sample
+    assert float(loss) == 0 and float(stats["covered"]) == 1
+    collapsed, c_stats, _, _ = uncovered_pull(a[:1].repeat(16, 1, 1, 1), b, axes)
+    assert float(collapsed) > 0.1 and float(c_stats["covered"]) < 0.5
+    # Reals that recent fakes already reach pull nothing, however far this batch's fakes are.
+    bank = axes(coarse_colours(b))
+    banked, b_stats, f_now, r_now = uncovered_pull(a[:1].repeat(16, 1, 1, 1), b, axes, bank_fake=bank,
+                                                    bank_real=axes(coarse_colours(a)))
+    assert float(banked) == 0 and float(b_stats["covered"]) == 1
+    assert f_now.shape == r_now.shape == (16, 8)  # the banks remember coordinates
+
+
+def test_uncovered_pull_moves_only_the_fake_nearest_an_uncovered_real(more_reals):
+    axes = principal_axes(coarse_colours(more_reals), 8)
+    # Reals: six shoes and two near-black images, each other's nearest. Six fakes sit on the shoes, two more copy
+    # shoe 0: the dark pair is left uncovered (k = 1: covered means a fake nearer than the real's nearest real).
+    dark = torch.full_like(more_reals[:1], -0.9)
+    b = torch.cat([more_reals[16:22], dark, dark + 0.05])
+    fake = torch.cat([b[:6], b[:1], b[:1]]).clone().requires_grad_(True)
+    loss, stats, _, _ = uncovered_pull(fake, b, axes, k=1)
+    assert float(stats["covered"]) == pytest.approx(6 / 8)
+    (grad,) = torch.autograd.grad(loss, fake)
+    moved = grad.flatten(1).abs().sum(1) > 0
+    nearest_dark = int(torch.cdist(axes(coarse_colours(b[6:])), axes(coarse_colours(fake.detach()))).sum(0).argmin())
+    assert moved.tolist() == [i == nearest_dark for i in range(8)], "one fake answers for the dark pair"
+    with torch.no_grad():
+        step = fake - 0.5 * grad / grad.abs().amax()
+        assert float(uncovered_pull(step, b, axes, k=1)[0]) < float(loss.detach())
+
+
+def test_training_with_the_pull_on_the_datas_axes(tmp_path):
+    trainer, log = _tiny_run(tmp_path, cover=1.0, cover_axes=4, spread=1.0, spread_axes=8)
+    assert trainer.loss.cover_axes.axes.shape[0] == 4 and trainer.loss.spread_axes.axes.shape[0] == 8
+    assert torch.equal(trainer.loss.cover_axes.axes, trainer.loss.spread_axes.axes[:4])  # one fit for both
+    assert trainer.loss.cover_fake.rows.shape[1] == 4
+    rows = [r for r in log if "covered" in r]
+    assert rows and all(0 <= r["covered"] <= 1 for r in rows)

@@ -98,6 +98,10 @@ class TrainConfig:
     spread_axes: int = knob(0, "Neighbour-spread space: the data's top K principal axes of the coarse images, so "
                                "only variety along the data's own directions counts as spread (0 = the coarse "
                                "pixels).", ge=0)
+    cover_axes: int = knob(0, "Nearest-sample pull's space: the data's top K principal axes of the coarse images, "
+                              "where only the reals no recent fake covers (none within the real's 5th-nearest-real "
+                              "distance, as the coverage metric asks) pull (0 = coarse images and outlines, every "
+                              "real pulls).", ge=0)
     ema_kimg: float = knob(10.0, "G_ema half-life in kimg.", flag="--ema", ge=0)
     ema_rampup: float | None = knob(None, "G_ema ramp-up: half-life at most this x the images shown (none = off).",
                                     ge=0)

@@ -203,6 +203,9 @@ class Trainer:
         if cfg.aug == "ada":
             self.ada = AdaController(self.augment, target=cfg.target, ada_kimg=cfg.ada_kimg, interval=cfg.ada_interval,
                                      reduce=self.dist.all_reduce_sum if self.dist.enabled else None)
+        # One fit serves both terms: the top K axes are the same whichever K the fit asked for.
+        n_axes = max(cfg.spread_axes if cfg.spread > 0 else 0, cfg.cover_axes if cfg.cover > 0 else 0)
+        axes = self._principal_axes(ds, n_axes) if n_axes > 0 else None
         self.loss = StyleGAN2Loss(
             self.G, self.D, self.augment,
             LossConfig(r1_gamma=cfg.gamma, pl_weight=cfg.pl_weight, pl_decay=cfg.pl_decay,
@@ -210,7 +213,9 @@ class Trainer:
                        diversity=cfg.diversity, mmd=cfg.mmd, mmd_bank=cfg.mmd_bank,
                        cover=cfg.cover, spread=cfg.spread),
             reduce_mean=self.dist.all_reduce_mean if self.dist.enabled else None,
-            spread_axes=self._spread_axes(ds) if cfg.spread > 0 and cfg.spread_axes > 0 else None)
+            spread_axes=axes.top(cfg.spread_axes) if axes is not None and cfg.spread > 0 and cfg.spread_axes > 0
+            else None,
+            cover_axes=axes.top(cfg.cover_axes) if axes is not None and cfg.cover > 0 and cfg.cover_axes > 0 else None)
         self.g_reg = cfg.pl_interval if cfg.pl_weight > 0 else None
         self.d_reg = cfg.r1_interval if cfg.gamma > 0 else None
         self.opt_G = make_adam(self.g_params, cfg.lr, self.g_reg)
@@ -235,13 +240,13 @@ class Trainer:
         if len(ds) < self.batch_gpu:  # only once everything is known to be fine
             self._warn(f"note: {len(ds)} images, fewer than a batch ({self.batch_gpu}); images repeat within batches")
 
-    def _spread_axes(self, ds) -> PrincipalAxes:
-        """The data's principal axes for the spread hinge, from up to SPREAD_AXES_IMAGES images evenly spaced
-        through the dataset: the same on every process and after every resume, so nothing needs saving."""
+    def _principal_axes(self, ds, k: int) -> PrincipalAxes:
+        """The data's top k principal axes for the spread hinge and the pull, from up to SPREAD_AXES_IMAGES images
+        evenly spaced through the dataset: the same on every process and after every resume, so nothing is saved."""
         n = min(SPREAD_AXES_IMAGES, ds.num_images)
         idx = np.linspace(0, ds.num_images - 1, n).round().astype(int)
         images = to_float(torch.stack([ds[int(i)][0] for i in idx]), self.net_cfg.invert)
-        return principal_axes(coarse_colours(images), self.cfg.spread_axes).to(self.device)
+        return principal_axes(coarse_colours(images), k).to(self.device)
 
     def _open(self, path: str, nets: tuple[str, ...]):
         try:

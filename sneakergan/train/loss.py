@@ -221,6 +221,41 @@ def nearest_sample_pull(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.T
     return loss, {"cover": loss.detach()}
 
 
+# The coverage metric's k (Naeem et al. 2020): a real counts as covered when a fake lies within its k-th nearest real.
+_COVERAGE_K = 5
+
+
+def uncovered_pull(fake: torch.Tensor, real: torch.Tensor, axes: "PrincipalAxes",
+                   bank_fake: torch.Tensor | None = None, bank_real: torch.Tensor | None = None,
+                   k: int = _COVERAGE_K) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """The nearest-sample pull asked as the coverage metric asks it: only reals no recent fake covers pull.
+
+    Why: with every real pulling its nearest of a batch's 16 fakes, a real whose region G already draws still drags
+    some fake toward the dense middle of the data, which is how the plain pull traded recall for coverage in run J.
+    Here, on the data's principal axes (the metrics' space), a real of the batch is covered when some fake (this
+    batch's or a recent one) lies within its k-th nearest-real distance (among the batch's and recent reals, as many
+    rows as the fakes); only the uncovered ones pull their nearest fake of this batch. Loss: the sum over uncovered
+    reals of that squared distance, over the number of reals and the median squared distance between two reals
+    (detached), so the weight means what `nearest_sample_pull`'s does when nothing is covered.
+    Returns (loss, stats, this batch's fake rows, this batch's real rows), detached rows for the banks.
+    """
+    f = axes(coarse_colours(fake))
+    with torch.no_grad():
+        r_now = axes(coarse_colours(real))
+        r = r_now if bank_real is None else torch.cat([r_now, bank_real])
+        others = f.detach() if bank_fake is None else torch.cat([f.detach(), bank_fake])
+        rows = min(r.shape[0], others.shape[0])
+        r, others = r[:rows], others[:rows]
+        kk = max(1, min(k, r.shape[0] - 1))
+        radius = _without_self(torch.cdist(r_now, r)).kthvalue(kk, dim=1).values
+        uncovered = torch.cdist(r_now, others).min(dim=1).values > radius
+        _, _, scale = _real_pair_scale(r_now)
+    nearest = torch.cdist(r_now, f).square().min(dim=1).values
+    loss = (nearest * uncovered).sum() / (r_now.shape[0] * scale)
+    stats = {"cover": loss.detach(), "covered": 1 - uncovered.float().mean()}
+    return loss, stats, f.detach(), r_now
+
+
 def _without_self(d: torch.Tensor) -> torch.Tensor:
     """Distances [n, m] from rows that are also the first n columns: each row's distance to itself set to inf."""
     return d.masked_fill(torch.eye(d.shape[0], d.shape[1], dtype=torch.bool, device=d.device), float("inf"))
@@ -243,6 +278,10 @@ class PrincipalAxes:
 
     def to(self, device: torch.device | str) -> "PrincipalAxes":
         return PrincipalAxes(self.mean.to(device), self.axes.to(device))
+
+    def top(self, k: int) -> "PrincipalAxes":
+        """The first k axes (those of `principal_axes(features, k)`: the top axes do not depend on how many)."""
+        return PrincipalAxes(self.mean, self.axes[:k])
 
 
 def principal_axes(features: torch.Tensor, k: int) -> PrincipalAxes:
@@ -315,15 +354,19 @@ class StyleGAN2Loss:
     """Holds G, D, the augmentation pipe and the path-length running mean; one method per training phase."""
 
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, augment: AugmentPipe | None, cfg: LossConfig,
-                 reduce_mean=None, spread_axes: PrincipalAxes | None = None) -> None:
+                 reduce_mean=None, spread_axes: PrincipalAxes | None = None,
+                 cover_axes: PrincipalAxes | None = None) -> None:
         self.G, self.D, self.augment, self.cfg = G, D, augment, cfg
         self.spread_axes = spread_axes  # the neighbour-spread hinge's space (None: coarse pixels)
+        self.cover_axes = cover_axes  # the pull's space, where only uncovered reals pull (None: every real, pixels)
         self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
         self.reduce_mean = reduce_mean  # callable averaging a tensor over processes (multi-GPU), or None
         # Not saved in checkpoints: after a resume they refill within mmd_bank / batch steps.
         self.bank_fake, self.bank_real = MemoryBank(cfg.mmd_bank), MemoryBank(cfg.mmd_bank)
         spread_rows = SPREAD_BANK if cfg.spread > 0 else 0
         self.spread_fake, self.spread_real = MemoryBank(spread_rows), MemoryBank(spread_rows)
+        cover_rows = SPREAD_BANK if cfg.cover > 0 and cover_axes is not None else 0
+        self.cover_fake, self.cover_real = MemoryBank(cover_rows), MemoryBank(cover_rows)
 
     # -- forward helpers -------------------------------------------------------------------------------
 
@@ -399,7 +442,13 @@ class StyleGAN2Loss:
             loss = loss + self.cfg.spread * spread
             stats.update(spread_stats)
         if self.cfg.cover > 0 and real is not None and img.shape[0] >= 1 and real.shape[0] >= 2:
-            cover, cover_stats = nearest_sample_pull(img, real)
+            if self.cover_axes is not None:
+                cover, cover_stats, f_now, r_now = uncovered_pull(img, real, self.cover_axes, self.cover_fake.rows,
+                                                                  self.cover_real.rows)
+                self.cover_fake.push(f_now)
+                self.cover_real.push(r_now)
+            else:
+                cover, cover_stats = nearest_sample_pull(img, real)
             loss = loss + self.cfg.cover * cover
             stats.update(cover_stats)
         return loss, img.detach(), stats
