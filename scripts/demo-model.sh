@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce (or continue) the shipped demo model, demo64x48, on this machine: `make demo-model`.
 #   1. the synthetic training set (deterministic: the same seed gives the same 20,000 images, ~5 minutes);
-#   2. training: a new run, or a resume of runs/demo64x48 -- seeded from the full checkpoint committed under
-#      models/ (demo64x48-resume.*) when a sitting ended mid-run (a run spans sittings only through that commit);
+#   2. training: a new run, or a resume of runs/demo64x48 -- seeded from a full checkpoint committed under
+#      models/ as demo64x48-resume.* when there is one (a run spans sittings only through that commit; today the
+#      repository's one checkpoint is another run's, models/next64x48-resume.*, see models/README.md);
 #   3. export, SeFa directions, curves and a sample grid beside the model.
 # DEMO_KIMG sets where training stops (default: the shipped model's kimg, so a fresh run retraces it in about
-# 4.5 hours on 2 cores and a resume goes on from the checkpoint); PRECISION is passed to train (auto: bf16 where
+# 5.5 hours on 2 cores; a resume goes on from runs/demo64x48's checkpoint); PRECISION is passed to train (auto: bf16 where
 # native); PROCS training processes (default: one per core). Directions keep the names set in
 # models/demo64x48.directions.json; after a retrain look at `sneakergan directions show` and rename them.
 set -euo pipefail
