@@ -152,3 +152,59 @@ def test_metrics_cli_prints_the_diversity_table_with_its_ceiling(tmp_path):
 
     results = json.loads((tmp_path / "m.json").read_text())["results"]
     assert results["div1k_pca_coverage_ceiling"] > results["div1k_pca_coverage"] - 1e-9
+
+
+def test_mean_over_seeds_and_its_rows():
+    from sneakergan.metrics.diversity import diversity_rows, diversity_rows_over_seeds, mean_over_seeds
+
+    def results(recall: float, ceiling_iou: float) -> dict[str, float]:
+        return {"div1k_pca_recall": recall, "div1k_pca_recall_ceiling": 0.9,
+                "div1k_mask_iou": 0.7, "div1k_mask_iou_ceiling": ceiling_iou}
+
+    runs = [results(0.4, 0.64), results(0.6, 0.66)]
+    mean = mean_over_seeds(runs)
+    assert mean["div1k_pca_recall"] == pytest.approx(0.5) and mean["div1k_mask_iou_ceiling"] == pytest.approx(0.65)
+    rows = diversity_rows_over_seeds([3, 7], runs)
+    assert [label for _, label, _ in rows] == [
+        "generated, seed 3", "generated, seed 7", "generated, mean of 2 seeds", "data, 2nd sample (ceiling)"]
+    assert [row["recall"] for _, _, row in rows] == pytest.approx([0.4, 0.6, 0.5, 0.9])
+    assert diversity_rows_over_seeds([0], runs[:1]) == diversity_rows(runs[0])
+
+
+def test_metrics_cli_over_several_seeds_reports_each_and_the_mean(tmp_path):
+    """`--seeds 0-1` gives the same figures as `--seed 0` and `--seed 1` run one by one, and their mean."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sneakergan.cli import app
+    from sneakergan.metrics.diversity import diversity_rows
+    from sneakergan.modelfile import save_checkpoint
+    from sneakergan.nets import Generator, preset
+    from sneakergan.prepare.synth import write_synth_dataset
+    import dataclasses
+
+    data = write_synth_dataset(tmp_path / "d.zip", count=24, resolution=32, seed=5)
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(preset("tiny"), resolution=32)
+    save_checkpoint(tmp_path / "g", cfg, {"G_ema": Generator(cfg).eval()})
+
+    def run(*seed_args: str) -> dict:
+        out = tmp_path / f"m{'_'.join(seed_args)}.json"
+        res = CliRunner().invoke(app, ["metrics", "--model", str(tmp_path / "g"), "--data", str(data), "--metrics",
+                                       "div1k", "--num", "12", "--extractor", "random-tiny", "--cache-dir",
+                                       str(tmp_path / "c"), "--json", str(out), *seed_args])
+        assert res.exit_code == 0, res.output
+        return json.loads(out.read_text()) | {"output": res.output}
+
+    one, two, both = run("--seed", "0"), run("--seed", "1"), run("--seeds", "0-1")
+    assert one["results"]["div1k_pca_recall"] != two["results"]["div1k_pca_recall"]  # the draw matters
+    assert both["seeds"] == [0, 1] and both["per_seed"] == [one["results"], two["results"]]
+    for key, value in both["results"].items():
+        assert value == pytest.approx((one["results"][key] + two["results"][key]) / 2)
+    labels = [l for l in both["output"].splitlines() if "div1k pca" in l]
+    assert len(labels) == 4 and "seed 0" in labels[0] and "mean of 2 seeds" in labels[2]
+    assert diversity_rows(one["results"])  # a single seed keeps the plain table
+    bad = CliRunner().invoke(app, ["metrics", "--model", str(tmp_path / "g"), "--data", str(data), "--metrics",
+                                   "div1k", "--seeds", "x-y"])
+    assert bad.exit_code == 2 and "x-y" in bad.output

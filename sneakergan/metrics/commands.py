@@ -25,6 +25,9 @@ def metrics(
     device: str = typer.Option("auto", "--device", help="cpu | cuda | auto."),
     batch: int = typer.Option(32, "--batch", min=1, help="Images per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generated latents."),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Repeat for these latent seeds (e.g. 0-2) and report each and their mean."
+    ),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Real-feature cache (~/.cache/sneakergan)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
@@ -47,6 +50,8 @@ def metrics(
 
     from .features import EXTRACTORS, build_extractor
     from .pipeline import MetricError, parse_metric, run_metrics
+
+    seed_list = cli_options.parse_seeds(seeds) if seeds is not None else [seed]
 
     names = [n.strip() for n in metric_names.split(",") if n.strip()]
     if extractor not in EXTRACTORS:
@@ -85,19 +90,26 @@ def metrics(
                 tasks[stage] = bar.add_task(label, total=total)
             bar.update(tasks[stage], completed=done)
 
-        report = run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
-                             batch_size=batch, seed=seed, progress=on_progress)
+        reports = [run_metrics(G, data, names, num=num, extractor=feat, device=dev, cache_dir=cache_dir,
+                               batch_size=batch, seed=s, progress=on_progress) for s in seed_list]
 
-    from .diversity import FIGURES, diversity_rows
+    from .diversity import FIGURES, diversity_rows_over_seeds, mean_over_seeds
 
-    div_rows = diversity_rows(report.results)
+    per_seed = [r.results for r in reports]
+    report = reports[0]
+    report.results = mean_over_seeds(per_seed)
+    report.seconds = sum(r.seconds for r in reports)
+    div_rows = diversity_rows_over_seeds(seed_list, per_seed)
     shown = {k for k in report.results if k.startswith("div")} if div_rows else set()
     table = Table(title=f"{checkpoint.name} vs {data.name}")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value" if len(seed_list) == 1 else f"mean of {len(seed_list)} seeds", justify="right")
+    if len(seed_list) > 1:
+        table.add_column("min - max", justify="right")
     for key, value in report.results.items():
         if key not in shown:
-            table.add_row(key, f"{value:.6g}")
+            spread = [f"{min(r[key] for r in per_seed):.6g} - {max(r[key] for r in per_seed):.6g}"]
+            table.add_row(key, f"{value:.6g}", *(spread if len(seed_list) > 1 else []))
     if table.row_count:
         out.print(table)
     if div_rows:
@@ -111,14 +123,16 @@ def metrics(
             div.add_row(space, label, *(f"{row[n]:.3f}" if n in row else "-" for n in (*FIGURES, "mask_iou")))
         out.print(div)
     out.print(
-        f"{report.num_gen} generated (psi=1, seed {seed}) vs {report.num_real} real images; extractor "
-        f"{report.extractor}; real features {'from cache' if report.real_cached else 'computed'}; "
+        f"{report.num_gen} generated (psi=1, seed {', '.join(map(str, seed_list))}) vs {report.num_real} real "
+        f"images; extractor {report.extractor}; real features {'from cache' if report.real_cached else 'computed'}; "
         f"{report.seconds:.1f} s on {dev}"
     )
     if not report.comparable:
         out.print("[yellow]note:[/yellow] random-tiny features: these numbers are NOT comparable to published FIDs.")
     if json_out is not None:
-        payload = report.to_dict() | {"checkpoint": str(checkpoint), "seed": seed, "device": dev}
+        payload = report.to_dict() | {"checkpoint": str(checkpoint), "seed": seed_list[0], "device": dev}
+        if len(seed_list) > 1:  # results above are the means
+            payload |= {"seeds": seed_list, "per_seed": per_seed}
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
