@@ -36,6 +36,7 @@ def metrics(
     Images are generated at psi 1 (no truncation), as the reference computes its published metrics; the
     other commands default to psi 0.7, which looks better but scores worse.
     """
+    import dataclasses
     import json
 
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
@@ -96,9 +97,8 @@ def metrics(
     from .diversity import FIGURES, diversity_rows_over_seeds, mean_over_seeds
 
     per_seed = [r.results for r in reports]
-    report = reports[0]
-    report.results = mean_over_seeds(per_seed)
-    report.seconds = sum(r.seconds for r in reports)
+    report = dataclasses.replace(reports[0], results=mean_over_seeds(per_seed),
+                                 seconds=sum(r.seconds for r in reports))
     div_rows = diversity_rows_over_seeds(seed_list, per_seed)
     shown = {k for k in report.results if k.startswith("div")} if div_rows else set()
     table = Table(title=f"{checkpoint.name} vs {data.name}")
