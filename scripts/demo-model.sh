@@ -3,7 +3,7 @@
 #   1. the synthetic training set (deterministic: the same seed gives the same 20,000 images, ~5 minutes);
 #   2. training: a new run, or a resume of runs/demo64x48 -- seeded from a full checkpoint committed under
 #      models/ as demo64x48-resume.* when there is one (a run spans sittings only through that commit: the shipped
-#      run's own, at its last kimg, so a plain `make demo-model` only re-exports);
+#      run's own, at its last kimg, so a plain `make demo-model` trains nothing: it exports and draws);
 #   3. export, SeFa directions, curves and a sample grid beside the model.
 # DEMO_KIMG sets where training stops (default: the shipped model's kimg, so a fresh run retraces it in about
 # 3 hours on 2 cores; a resume goes on from runs/demo64x48's checkpoint); PRECISION is passed to train (auto: bf16 where
