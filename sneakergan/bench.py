@@ -175,6 +175,13 @@ def _ddp_rank(rank: int, procs: int, port: int, args: tuple, results: Any) -> No
     keep_freed_memory()  # as `sneakergan train` does in each torchrun process
     try:
         results.put((rank, time_training_step(preset, mode, data, out, iters, 1, device, batch, precision)))
+        import torch.distributed as dist
+
+        # Rank 0 hosts the rendezvous store: leaving while the other rank still talks to it aborted rank 0 once
+        # ("terminate called without an active exception", a clean clone's test run). Only on success: a failed
+        # rank must not wait here for one that will never come.
+        if dist.is_initialized():
+            dist.barrier()
     finally:
         import torch.distributed as dist
 
