@@ -198,3 +198,19 @@ def _check_convolutions(conv2d, conv_transpose2d):
             grads[ours] = gw.double()
         rel = float((grads[True] - grads[False]).norm() / grads[False].norm())
         assert rel < 0.02, (transposed, stride, pad, rel)  # bf16 round-off is ~0.3%
+
+
+def test_bf16_convolution_bias_gradient_is_float32_and_close():
+    # The bias gradient is summed in bf16 (float32 accumulation inside the kernel, one rounding of each channel's sum)
+    # and handed back as float32 for the float32 master bias.
+    from sneakergan.nets.conv import conv2d
+
+    torch.manual_seed(0)
+    x64, w64, b64 = torch.randn(4, 8, 16, 16, dtype=torch.float64), torch.randn(6, 8, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    gy64 = torch.randn(4, 6, 16, 16, dtype=torch.float64)
+    b = b64.float().requires_grad_(True)
+    y = conv2d(x64.to(torch.bfloat16), w64.float().requires_grad_(True), b, 1, 1)
+    (gb,) = torch.autograd.grad(y, b, gy64.to(torch.bfloat16))
+    expected = gy64.to(torch.bfloat16).double().sum(dim=(0, 2, 3))
+    assert gb.dtype == torch.float32
+    torch.testing.assert_close(gb.double(), expected, rtol=4e-3, atol=1e-2)
