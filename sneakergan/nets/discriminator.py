@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .config import NetworkConfig
-from .layers import Conv2dLayer, FullyConnected
+from .layers import Conv2dLayer, FullyConnected, is_channels_last
 from .mapping import MappingNetwork
 
 
@@ -116,6 +116,8 @@ class Discriminator(nn.Module):
         expected = (self.cfg.img_channels, self.cfg.img_height, self.cfg.img_width)
         if tuple(img.shape[1:]) != expected:
             raise ValueError(f"discriminator expects images of shape {expected}, got {tuple(img.shape[1:])}")
+        if is_channels_last(self.b4.conv.weight):  # the bf16 layout (train/mixed.py): images too, so that the
+            img = img.contiguous(memory_format=torch.channels_last)  # gradient of fromRGB's map is not copied
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img)

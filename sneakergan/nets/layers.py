@@ -251,7 +251,14 @@ class Conv2dLayer(nn.Module):
         w = self.weight * (self.weight_gain * g)
         b = self.bias * g if self.bias is not None else None
         k = w.shape[-1]
-        if self.down and k == 1:
+        if self.down and k == 1 and is_channels_last(x):
+            # Lowpass, then let the 1x1 conv's stride decimate: the same samples as slicing first (and the same
+            # FLOPs), without a strided view that forward and weight gradient copy and a slice backward that
+            # zero-fills a full-size map.
+            kf = self.resample_filter.numel()
+            x = fir_filter(x, self.resample_filter, ((kf - 1) // 2, (kf - 2) // 2, (kf - 1) // 2, (kf - 2) // 2))
+            x = conv2d(x, w, b, stride=2)
+        elif self.down and k == 1:
             x = downsample2d(x, self.resample_filter)  # cheaper to shrink first, then mix channels
             x = conv2d(x, w, b)
         elif self.down:
