@@ -19,12 +19,19 @@ reference's code sets no policy, so presumably what REFERENCES.md's reference fi
 
 --precision auto (the default) measures fp32 and bf16 (where the device has it) alternately, --repeats times, so
 both see the same machine; the table shows every repeat and the speed-up of each over fp32.
+
+--reference DIR (a local checkout of NVlabs/stylegan2-ada-pytorch, not shipped) adds, in each repeat of core mode, a row
+for the reference's own step with the same shapes, batch and threads (bench/reference_step.py, a subprocess), and
+our speed over it: the issue's "x times the reference's step" measured in the same minute instead of against
+REFERENCES.md's figures from other sittings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -56,7 +63,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--procs", default="1", help="comma-separated process counts (>1: one thread each, gloo)")
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="checkout of NVlabs/stylegan2-ada-pytorch: time its core step side by side (CPU only)")
     args = ap.parse_args()
+    if args.reference is not None and not (args.reference / "training" / "networks.py").is_file():
+        raise SystemExit(f"error: --reference {args.reference}: no training/networks.py there "
+                         "(a checkout of NVlabs/stylegan2-ada-pytorch is expected)")
     precs = bench_precisions(args.precision, resolve_device(args.device))
     dev = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     dev_name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU x{args.threads or os.cpu_count()} threads"
@@ -78,7 +90,7 @@ def main() -> None:
             data = noise_dataset(tmp_path, net.img_width, net.img_height, count=64)
             for mode in args.modes.split(","):
                 for rep in range(args.repeats):
-                    fp32 = None
+                    fp32, ours = None, {}
                     for procs in (int(n) for n in args.procs.split(",")):
                         for prec in precs:
                             run = tmp_path / f"run-{name}-{mode}-{prec}-{procs}"
@@ -93,11 +105,32 @@ def main() -> None:
                             speedup = f"{ips / fp32:7.2f}" if fp32 and not (prec == "fp32" and procs == 1) else f"{'-':>7s}"
                             print(f"{name:10s} {res:4d} {batch:5d} {mode:5s} {procs:5d} {prec:5s} {ips:8.1f} "
                                   f"{1000 / ips:8.1f} {ips * 3.6:8.1f} {batch / cpu / procs:9.1f} {speedup}", flush=True)
+                            ours[(procs, prec)] = ips
+                    if args.reference is not None and mode == "core":
+                        _reference_row(args, name, res, batch, ours)
+                    ours = {}
     print("reference (REFERENCES.md, same CPU, idle, 2 threads, core mode): 64 px cb2048/cm128/2 mapping, batch 16: "
           "24.1 img/s (>= 12 img/cpu-s); 32 px same widths: 36.2 img/s.\n"
           "vs fp32: against the 1-process fp32 row of the same repeat.\n"
           "img/cpu-s (images per CPU-second of this process, per process) is robust to other load; on an idle machine img/s is "
           "about threads x img/cpu-s x parallel efficiency.")
+
+
+def _reference_row(args: argparse.Namespace, name: str, res: int, batch: int, ours: dict) -> None:
+    """Time the reference's core step in a subprocess (its own imports, same threads and environment) and print it
+    as a row, then our rows of this repeat over it."""
+    threads = args.threads or torch.get_num_threads()
+    cmd = [sys.executable, str(Path(__file__).with_name("reference_step.py")), "--reference-dir", str(args.reference),
+           "--preset", name, "--batch", str(batch), "--iters", str(args.iters), "--threads", str(threads), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "reference step failed")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    ips = r["img_s"]
+    print(f"{name:10s} {res:4d} {batch:5d} {'core':5s} {1:5d} {'ref':5s} {ips:8.1f} {1000 / ips:8.1f} {ips * 3.6:8.1f} "
+          f"{batch / r['cpu']:9.1f} {'-':>7s}", flush=True)
+    ratios = ", ".join(f"{prec} x{procs} {v / ips:.2f}" for (procs, prec), v in ours.items())
+    print(f"{'':10s} ours / reference, this repeat: {ratios}", flush=True)
 
 
 if __name__ == "__main__":
