@@ -69,20 +69,24 @@ def _pair(v: int | tuple) -> tuple[int, int]:
 class _Conv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, groups):  # noqa: D102 - autograd protocol
-        ctx.save_for_backward(x, w)
+        w_lp = w.to(x.dtype)
+        ctx.save_for_backward(x, w, w_lp)
         ctx.conf = (stride, padding, groups, b is not None)
-        return F.conv2d(x, w.to(x.dtype), None if b is None else b.to(x.dtype), stride, padding, 1, groups)
+        return F.conv2d(x, w_lp, None if b is None else b.to(x.dtype), stride, padding, 1, groups)
 
     @staticmethod
     def backward(ctx, gy):  # noqa: D102
-        x, w = ctx.saved_tensors
+        x, w, w_lp = ctx.saved_tensors
         stride, padding, groups, has_bias = ctx.conf
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             s, p, k = _pair(stride), _pair(padding), w.shape[-2:]
             # The stride drops trailing rows/columns; output_padding gives them back so gx has x's size.
             op = tuple(x.shape[2 + i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
-            gx = conv_transpose2d(gy, w, s, p, op, groups)
+            # A plain backward reuses the forward's cast of the weights (one cast per call, not two); a double
+            # backward (R1, path length) needs gx as a function of the float32 weights themselves.
+            gx = (conv_transpose2d(gy, w, s, p, op, groups) if torch.is_grad_enabled()
+                  else F.conv_transpose2d(gy, w_lp, None, s, p, op, groups))
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(x, w.shape, gy, stride, padding, groups)
         if has_bias and ctx.needs_input_grad[2]:
@@ -96,17 +100,19 @@ class _Conv2d(torch.autograd.Function):
 class _ConvTranspose2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, stride, padding, output_padding, groups):  # noqa: D102
-        ctx.save_for_backward(x, w)
+        w_lp = w.to(x.dtype)
+        ctx.save_for_backward(x, w, w_lp)
         ctx.conf = (stride, padding, groups)
-        return F.conv_transpose2d(x, w.to(x.dtype), None, stride, padding, output_padding, groups)
+        return F.conv_transpose2d(x, w_lp, None, stride, padding, output_padding, groups)
 
     @staticmethod
     def backward(ctx, gy):  # noqa: D102
-        x, w = ctx.saved_tensors
+        x, w, w_lp = ctx.saved_tensors
         stride, padding, groups = ctx.conf
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gx = conv2d(gy, w, None, stride, padding, groups)
+            gx = (conv2d(gy, w, None, stride, padding, groups) if torch.is_grad_enabled()
+                  else F.conv2d(gy, w_lp, None, stride, padding, 1, groups))
         if ctx.needs_input_grad[1]:
             # <convT(x, w), gy> = <x, conv(gy, w)>: the weight gradient of conv(gy, .) against x.
             gw = _weight_grad(gy, w.shape, x, stride, padding, groups)
