@@ -64,6 +64,21 @@ def test_channels_last_fir_is_the_same_filter(pad, up, down, gain):
     torch.testing.assert_close(b_in.grad, a_in.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pad,down", [((1, 1, 1, 1), 2), ((2, 2, 2, 2), 1), ((3, 0, 1, 2), 2)])
+def test_channels_last_fir_double_backward(pad, down):
+    # R1 differentiates the FIR's gradient once more: the depthwise passes' own backward must be exact to second order
+    # (float64 gradgradcheck), and the second-order gradient must be the default layout's.
+    f = fir_taps()
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: upfirdn2d(t, f, down=down, pad=pad), (x,))
+    second = []
+    for inp in (x, x.detach().contiguous().requires_grad_(True)):
+        y = upfirdn2d(inp, f, down=down, pad=pad)
+        (g,) = torch.autograd.grad(y.square().sum(), inp, create_graph=True)
+        second.append(torch.autograd.grad(g.square().sum(), inp)[0])
+    torch.testing.assert_close(second[0], second[1])
+
+
 @pytest.mark.skipif(not DEMO.with_suffix(".safetensors").exists(), reason="the demo model is not shipped here")
 def test_bf16_images_within_the_stated_bound_of_fp32():
     G = load_generator(DEMO)

@@ -145,12 +145,36 @@ def _fir_depthwise(x: torch.Tensor, f: torch.Tensor, down: int, pad: tuple[int, 
     taps = tuple(float(t) for t in f)
     wx = _depthwise_taps(c, taps, g, True, str(x.device), x.dtype)
     wy = _depthwise_taps(c, taps, g, False, str(x.device), x.dtype)
+    wxf = _depthwise_taps(c, taps[::-1], g, True, str(x.device), x.dtype)
+    wyf = _depthwise_taps(c, taps[::-1], g, False, str(x.device), x.dtype)
     # Decimate by slicing, not by the stride: oneDNN's backward of strided depthwise convolutions is 5-10x slower.
-    if px0 == px1 >= 0 and py0 == py1 >= 0:
-        x = F.conv2d(F.conv2d(x, wx, padding=(0, px0), groups=c), wy, padding=(py0, 0), groups=c)
+    if px0 == px1 >= 0 and py0 == py1 >= 0 and max(px0, py0) < len(taps):
+        x = _FirPass.apply(_FirPass.apply(x, wx, wxf, (0, px0)), wy, wyf, (py0, 0))
     else:
-        x = F.conv2d(F.conv2d(_pad_or_crop(x, px0, px1, py0, py1), wx, groups=c), wy, groups=c)
+        x = _FirPass.apply(_FirPass.apply(_pad_or_crop(x, px0, px1, py0, py1), wx, wxf, (0, 0)), wy, wyf, (0, 0))
     return x[:, :, ::down, ::down] if down > 1 else x
+
+
+class _FirPass(torch.autograd.Function):
+    """One 1-D FIR pass as a depthwise convolution (stride 1, constant taps `w`; `w_flipped` reversed).
+
+    Its gradient is the same kind of pass with the taps reversed and the complementary padding, so backward and
+    R1's double backward each stay one depthwise convolution. Left to autograd, the double backward of a grouped
+    convolution runs one small convolution per channel: thousands per R1 step, which made bf16 R1 slower than fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, w_flipped, padding):  # noqa: D102 - autograd protocol
+        ctx.save_for_backward(w, w_flipped)
+        ctx.padding = padding
+        return F.conv2d(x, w, None, 1, padding, 1, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102
+        w, w_flipped = ctx.saved_tensors
+        kh, kw = w.shape[-2:]
+        ph, pw = ctx.padding
+        return _FirPass.apply(gy, w_flipped, w, (kh - 1 - ph, kw - 1 - pw)), None, None, None
 
 
 def fir_filter(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> torch.Tensor:
