@@ -66,9 +66,12 @@ def main() -> None:
     ap.add_argument("--reference", type=Path, default=None,
                     help="checkout of NVlabs/stylegan2-ada-pytorch: time its core step side by side (CPU only)")
     args = ap.parse_args()
-    if args.reference is not None and not (args.reference / "training" / "networks.py").is_file():
-        raise SystemExit(f"error: --reference {args.reference}: no training/networks.py there "
-                         "(a checkout of NVlabs/stylegan2-ada-pytorch is expected)")
+    if args.reference is not None:  # fail before minutes of our own rows, not after
+        from reference_step import checkout_problem  # bench/, next to this script
+
+        problem = checkout_problem(args.reference)
+        if problem:
+            raise SystemExit(f"error: --reference: {problem}")
     precs = bench_precisions(args.precision, resolve_device(args.device))
     dev = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     dev_name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"CPU x{args.threads or os.cpu_count()} threads"
@@ -108,7 +111,6 @@ def main() -> None:
                             ours[(procs, prec)] = ips
                     if args.reference is not None and mode == "core":
                         _reference_row(args, name, res, batch, ours)
-                    ours = {}
     print("reference (REFERENCES.md, same CPU, idle, 2 threads, core mode): 64 px cb2048/cm128/2 mapping, batch 16: "
           "24.1 img/s (>= 12 img/cpu-s); 32 px same widths: 36.2 img/s.\n"
           "vs fp32: against the 1-process fp32 row of the same repeat.\n"

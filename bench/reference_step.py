@@ -33,10 +33,18 @@ def _die(msg: str) -> None:
     raise SystemExit(2)
 
 
+def checkout_problem(ref_dir: Path) -> str | None:
+    """Why `ref_dir` is not a usable checkout of the reference code (one line), or None when it looks like one."""
+    if not (ref_dir / "training" / "networks.py").is_file() or not (ref_dir / "torch_utils").is_dir():
+        return f"{ref_dir} is not a checkout of NVlabs/stylegan2-ada-pytorch (no training/networks.py and torch_utils/)"
+    return None
+
+
 def load_reference(ref_dir: Path):
     """(networks module, StyleGAN2Loss class, misc module) from a checkout of the reference code."""
-    if not (ref_dir / "training" / "networks.py").is_file() or not (ref_dir / "torch_utils").is_dir():
-        _die(f"{ref_dir} is not a checkout of NVlabs/stylegan2-ada-pytorch (no training/networks.py and torch_utils/)")
+    problem = checkout_problem(ref_dir)
+    if problem:
+        _die(problem)
     sys.path.insert(0, str(ref_dir))
     try:
         from torch_utils import misc
