@@ -73,6 +73,70 @@ def test_integer_translation_shifts_by_whole_pixels_with_mirrored_edges():
     assert moved >= 10  # max shift 0.125 * 32 = 4 px
 
 
+def _sequential_blit(x, flip, k, shift):
+    """The blit ops one after another with plain tensor ops (x-flip, torch.rot90, mirrored integer shift)."""
+    n, _, h, w = x.shape
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    for t in (1, 2, 3):
+        if bool((k == t).any()):
+            x = torch.where((k == t)[:, None, None, None], torch.rot90(x, t, (2, 3)), x)
+    out = []
+    for i in range(n):
+        dx, dy = shift[i].tolist()
+        px, py = w - 1, h - 1  # reflect padding (edge not repeated) wider than any shift
+        xp = F.pad(x[i : i + 1], (px, px, py, py), mode="reflect")[0]
+        out.append(xp[:, py - dy : py - dy + h, px - dx : px - dx + w])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (12, 16)])
+def test_blit_as_row_and_column_maps_is_the_sequential_ops(h, w):
+    # The pipe folds flip, quarter turns and mirrored shifts into one row map and one column map per image (of the
+    # transposed image after an odd quarter turn); the same draws applied one op at a time give the same pixels.
+    pipe = AugmentPipe(AugmentSpec(xflip=1, rotate90=1, xint=1), p=1.0)
+    n, x = 64, torch.randn(64, 3, h, w)
+    torch.manual_seed(5)
+    rows, cols, transpose = pipe._draw_blit(n, h, w, x.device)
+    torch.manual_seed(5)  # the same draws, in the pipe's order
+    flip = (torch.randint(2, (n,)) * pipe._fires(n, 1, x.device)).bool()
+    k = torch.randint(4, (n,)) * pipe._fires(n, 1, x.device)
+    k = k if h == w else k - k % 2
+    fires = pipe._fires(n, 1, x.device)
+    frac = (torch.rand(n, 2) * 2 - 1) * pipe.spec.xint_max
+    shift = torch.round(frac * torch.tensor([w, h])).long() * fires[:, None]
+    assert len(set(k.tolist())) == (4 if h == w else 2) and bool(shift.any())
+    src = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x) if h == w else x
+    mapped = src[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    assert torch.equal(mapped, _sequential_blit(x, flip, k, shift))
+    torch.manual_seed(5)
+    assert torch.equal(pipe(x), mapped)  # and the pipe applies exactly those maps
+
+
+@pytest.mark.parametrize("h,w", [(48, 64), (32, 32)])
+def test_axis_aligned_warps_take_the_separable_path_with_the_same_result(h, w):
+    # Without rotation a warp resamples each axis alone: per-image matrices A x B^T must give what the 2-D bilinear
+    # grid gives (to float32 rounding of the sample positions), with any blit folded in, rotated or not.
+    pipe = AugmentPipe("bg", p=1.0)
+    x = smooth_images(12, 64)[..., :h, :w].contiguous()
+    torch.manual_seed(7)
+    g = torch.eye(3).repeat(12, 1, 1)
+    g[:, 0, 0], g[:, 1, 1] = torch.exp2(torch.randn(12) * 0.3), torch.exp2(torch.randn(12) * 0.3)
+    g[:, 0, 2], g[:, 1, 2] = torch.randn(12) * 8, torch.randn(12) * 6
+    ident_r, ident_c = torch.arange(h).expand(12, h), torch.arange(w).expand(12, w)
+    warped = torch.ones(12, dtype=torch.bool)
+    sep = pipe._separable(x, ident_r, ident_c, g, warped)
+    assert (sep - pipe.resample(x, g)).abs().max() < 1e-4
+    rows, cols, transpose = pipe._draw_blit(12, h, w, x.device)
+    src = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x) if h == w else x
+    blitted = pipe._separable(src, rows, cols, torch.eye(3).repeat(12, 1, 1), ~warped)
+    assert (pipe._separable(src, rows, cols, g, warped) - pipe.resample(blitted, g)).abs().max() < 1e-4
+    theta = torch.rand(12) * 6
+    rot = g.clone()
+    rot[:, :2, :2] = torch.stack([torch.stack([theta.cos(), -theta.sin()], 1), torch.stack([theta.sin(), theta.cos()], 1)], 1)
+    assert (pipe._rotated(src, rows, cols, rot, warped) - pipe.resample(blitted, rot)).abs().max() < 1e-4
+
+
 def test_geometric_resampling_is_accurate():
     pipe = AugmentPipe("geom", p=1.0)
     x = smooth_images(4)

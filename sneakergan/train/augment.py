@@ -124,6 +124,14 @@ def _reflect_index(i, size: int):
     return (size - 1) - abs(i - (size - 1))
 
 
+def _reflect_coordinate(pos: torch.Tensor, size: int) -> torch.Tensor:
+    """grid_sample's reflection of unnormalised coordinates (align_corners=False): mirror about -0.5 and size - 0.5."""
+    t = (pos + 0.5).abs()
+    extra = torch.fmod(t, size)
+    odd = torch.floor(t / size).remainder(2) == 1
+    return torch.where(odd, size - extra, extra) - 0.5
+
+
 def up_matrix(size: int, pad: int, phases: np.ndarray) -> np.ndarray:
     """[2 (size + 2 pad), size]: mirror-pad by `pad`, then windowed-sinc 2x upsample, as one linear map.
 
@@ -175,10 +183,8 @@ class AugmentPipe(torch.nn.Module):
             return images
         s = self.spec
         x = images
-        if s.xflip or s.rotate90 or s.xint:
-            x = self._blit(x)
-        if s.scale or s.rotate or s.aniso or s.xfrac:
-            x = self._geom(x)
+        if s.xflip or s.rotate90 or s.xint or s.scale or s.rotate or s.aniso or s.xfrac:
+            x = self._spatial(x)
         if x.shape[1] == 3 and (s.brightness or s.contrast or s.lumaflip or s.hue or s.saturation):
             x = self._color(x)
         if s.imgfilter:
@@ -189,61 +195,82 @@ class AugmentPipe(torch.nn.Module):
             x = self._cutout(x)
         return x
 
-    # -- blit ---------------------------------------------------------------------------------------
+    # -- blit + geometric: one separable map per image where possible ---------------------------------
 
-    def _blit(self, x: torch.Tensor) -> torch.Tensor:
-        # Plain tensor ops (flip, rot90, mirrored crops) rather than a gather: exact, and their backward
-        # passes are copies instead of a slow scatter-add.
+    def _spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """Blit, then geometric ops, applied in one pass.
+
+        Flips, 180-degree turns and mirrored integer shifts permute rows and columns separately, and a warp without
+        rotation (scale, anisotropic scale, fractional shift) resamples each axis separately, so for most images
+        the whole stage is out = A x B^T with small per-image matrices (a pair of batched products whose backward
+        is another such pair). Only rotated images go through the 2-D bilinear grid; their blit is folded into the
+        upsampling matrices. Quarter turns of square images transpose the image first.
+        """
         s, (n, _, h, w), dev = self.spec, x.shape, x.device
+        rows, cols, transpose = self._draw_blit(n, h, w, dev)
+        g = self._draw_geom(n, h, w, dev)
+        ident_r, ident_c = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        blitted = (rows != ident_r).any(1) | (cols != ident_c).any(1) | transpose
+        warped = (g != torch.eye(3, device=dev)).any(dim=(1, 2))
+        rotated = warped & ((g[:, 0, 1] != 0) | (g[:, 1, 0] != 0))
+        separable = (blitted | warped) & ~rotated
+        if not bool((separable | rotated).any()):
+            return x
+        if bool(transpose.any()):
+            x = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x)
+        out = x
+        for subset, fn in ((separable, self._separable), (rotated, self._rotated)):
+            if bool(subset.any()):
+                idx = subset.nonzero().squeeze(1)
+                res = fn(x.index_select(0, idx), rows.index_select(0, idx), cols.index_select(0, idx),
+                         g.index_select(0, idx), warped.index_select(0, idx))
+                out = out.index_copy(0, idx, res)
+        return out
+
+    def _draw_blit(self, n: int, h: int, w: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows [N, H], cols [N, W], transpose [N]): out[i, j] = src[rows[i], cols[j]], src = x or x transposed.
+
+        The ops in the paper's order: x-flip, then k quarter turns, then a mirrored integer shift (torch.rot90's
+        conventions; only half turns for non-square images, whose shape a quarter turn would change)."""
+        s = self.spec
+        r0, c0 = torch.arange(h, device=dev).expand(n, h), torch.arange(w, device=dev).expand(n, w)
+        flip = torch.zeros(n, dtype=torch.bool, device=dev)
+        k = torch.zeros(n, dtype=torch.long, device=dev)
         if s.xflip:
             flip = (torch.randint(2, (n,), device=dev) * self._fires(n, s.xflip, dev)).bool()
-            if bool(flip.any()):
-                x = torch.where(flip[:, None, None, None], x.flip(3), x)
         if s.rotate90:
-            # 90-degree turns of a non-square image would change its shape: only 180 there.
             k = torch.randint(4, (n,), device=dev) * self._fires(n, s.rotate90, dev)
             if h != w:
                 k = k - k % 2
-            for turns in (1, 2, 3):
-                sel = k == turns
-                if bool(sel.any()):
-                    x = torch.where(sel[:, None, None, None], torch.rot90(x, turns, (2, 3)), x)
+        # After the flip, col j of the image reads fa(j); the turn then maps (i, j) as torch.rot90 does.
+        def fa(j: torch.Tensor) -> torch.Tensor:
+            return torch.where(flip[:, None], (w - 1) - j, j)
+        # k = 0, 1, 2, 3; odd k (square images only) read the transposed image.
+        rr = [r0, fa((w - 1) - r0) if h == w else r0, (h - 1) - r0, fa(r0) if h == w else r0]
+        cc = [fa(c0), c0, fa((w - 1) - c0), (w - 1) - c0]
+        rows = torch.stack(rr).gather(0, k[None, :, None].expand(1, n, h))[0]
+        cols = torch.stack(cc).gather(0, k[None, :, None].expand(1, n, w))[0]
+        transpose = (k % 2) == 1
         if s.xint:
             fires = self._fires(n, s.xint, dev)
             frac = (torch.rand(n, 2, device=dev) * 2 - 1) * s.xint_max
-            shift = (torch.round(frac * torch.tensor([w, h], device=dev)).long() * fires[:, None]).tolist()
-            if any(dx or dy for dx, dy in shift):
-                mx = max(1, max(abs(dx) for dx, _ in shift))
-                my = max(1, max(abs(dy) for _, dy in shift))
-                xp = F.pad(x, (mx, mx, my, my), mode="reflect") if mx < w and my < h else None
-                rows = []
-                for i, (dx, dy) in enumerate(shift):
-                    if dx == 0 and dy == 0:
-                        rows.append(x[i])
-                    elif xp is not None:
-                        # Output pixel j shows input pixel j - dx: the content moves right by dx.
-                        rows.append(xp[i, :, my - dy : my - dy + h, mx - dx : mx - dx + w])
-                    else:
-                        jj = _reflect_index(torch.arange(w, device=dev) - dx, w)
-                        ii = _reflect_index(torch.arange(h, device=dev) - dy, h)
-                        rows.append(x[i][:, ii][:, :, jj])
-                x = torch.stack(rows)
-        return x
+            shift = torch.round(frac * torch.tensor([w, h], device=dev)).long() * fires[:, None]
+            # Output pixel j shows pixel j - dx of the turned image (content moves right by dx), mirrored at edges.
+            rows = rows.gather(1, _reflect_index(r0 - shift[:, 1:2], h))
+            cols = cols.gather(1, _reflect_index(c0 - shift[:, 0:1], w))
+        return rows, cols, transpose
 
-    # -- geometric ----------------------------------------------------------------------------------
+    def _draw_geom(self, n: int, h: int, w: int, dev: torch.device) -> torch.Tensor:
+        """[N, 3, 3] output->input matrices in centred pixel units (identity where no geometric op fired).
 
-    def _geom(self, x: torch.Tensor) -> torch.Tensor:
-        s, (n, _, h, w), dev = self.spec, x.shape, x.device
-        # 3x3 matrices in centred pixel coordinates; mapping output -> input. Every op's distribution is
-        # symmetric under inversion, so composing the inverse transforms is the same as the forward ones.
+        Every op's distribution is symmetric under inversion, so composing the inverse transforms is the same
+        as composing the forward ones."""
+        s = self.spec
         g = torch.eye(3, device=dev).repeat(n, 1, 1)
-        changed = torch.zeros(n, dtype=torch.bool, device=dev)
 
         def compose(m: torch.Tensor, fires: torch.Tensor) -> None:
-            nonlocal g, changed
-            eye = torch.eye(3, device=dev).expand(n, 3, 3)
-            g = g @ torch.where(fires[:, None, None], m, eye)
-            changed = changed | fires
+            nonlocal g
+            g = g @ torch.where(fires[:, None, None], m, torch.eye(3, device=dev).expand(n, 3, 3))
 
         def scale_mat(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
             m = torch.eye(3, device=dev).repeat(n, 1, 1)
@@ -276,11 +303,63 @@ class AugmentPipe(torch.nn.Module):
             m = torch.eye(3, device=dev).repeat(n, 1, 1)
             m[:, 0, 2], m[:, 1, 2] = tr[:, 0], tr[:, 1]
             compose(m, self._fires(n, s.xfrac, dev))
-        if not bool(changed.any()):
-            return x
-        idx = changed.nonzero().squeeze(1)
-        out = self.resample(x.index_select(0, idx), g.index_select(0, idx))
-        return x.index_copy(0, idx, out)
+        return g
+
+    def _pads(self, g: torch.Tensor, h: int, w: int) -> tuple[int, int, tuple[torch.Tensor, torch.Tensor]]:
+        """(px, py, (xs, ys)): mirror padding wide enough for every input position the warped 2x grid touches (plus
+        the bilinear tap), rounded to a multiple of 4 so the matrix cache stays small; and that grid's sample
+        positions in centred input pixels (extended so the valid down-filter returns H x W)."""
+        dev = g.device
+        ld = self._down_kernel.shape[0]
+        mx, my = 2 * w + ld - 2, 2 * h + ld - 2
+        xs = (torch.arange(mx, device=dev, dtype=torch.float32) + 0.5) / 2 - mx / 4
+        ys = (torch.arange(my, device=dev, dtype=torch.float32) + 0.5) / 2 - my / 4
+        cx, cy = float(xs[-1]), float(ys[-1])
+        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]], device=dev)
+        reach = (g @ corners.T)[:, :2].abs().amax(dim=(0, 2))  # [2]: max |x|, max |y|
+        px = max(math.ceil(float(reach[0]) - w / 2) + 1, 0)
+        py = max(math.ceil(float(reach[1]) - h / 2) + 1, 0)
+        return -(-px // 4) * 4, -(-py // 4) * 4, (xs, ys)
+
+    def _separable(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, g: torch.Tensor,
+                   warped: torch.Tensor) -> torch.Tensor:
+        """Blit and an axis-aligned warp as out = A x B^T (A [M, H, H], B [M, W, W]), in x's dtype."""
+        m, _, h, w = x.shape
+        a = F.one_hot(rows, h).float()  # [M, H, H]: output row <- input row
+        b = F.one_hot(cols, w).float()
+        if bool(warped.any()):
+            px, py, (xs, ys) = self._pads(g, h, w)
+            a = torch.where(warped[:, None, None], self._axis_warp(g[:, 1, 1], g[:, 1, 2], ys, h, py) @ a, a)
+            b = torch.where(warped[:, None, None], self._axis_warp(g[:, 0, 0], g[:, 0, 2], xs, w, px) @ b, b)
+        a, b = a.to(x.dtype), b.to(x.dtype)
+        return a[:, None] @ (x @ b.transpose(1, 2)[:, None])
+
+    def _axis_warp(self, scale: torch.Tensor, offset: torch.Tensor, grid: torch.Tensor, size: int,
+                   pad: int) -> torch.Tensor:
+        """[M, size, size]: one axis of the alias-free warp x -> scale * x + offset (centred pixel units):
+        mirror-pad and 2x upsample, sample the 2x grid bilinearly (grid_sample's arithmetic: align_corners=False,
+        reflection at the padded edge), low-pass and decimate, composed into one matrix per image."""
+        dev = scale.device
+        up = self._matrix("up", size, pad, dev)  # [U, size]
+        down = self._matrix("down", size, 0, dev)  # [size, len(grid)]
+        n_up = up.shape[0]
+        src = scale[:, None] * grid[None, :] + offset[:, None]  # [M, G] centred input pixels
+        coord = src / ((size + 2 * pad) / 2)  # grid_sample's normalised coordinates, as the 2-D path makes them
+        pos = ((coord + 1) * n_up - 1) / 2
+        pos = _reflect_coordinate(pos, n_up).clamp(0, n_up - 1)
+        i0 = pos.floor()
+        frac = pos - i0
+        i0 = i0.long()
+        i1 = (i0 + 1).clamp(max=n_up - 1)
+        wts = torch.zeros(*src.shape, n_up, device=dev)  # [M, G, U]
+        wts.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
+        wts.scatter_add_(2, i1[..., None], torch.where(i0 + 1 < n_up, frac, 0.0)[..., None])
+        return down @ wts @ up
+
+    def _rotated(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, g: torch.Tensor,
+                 warped: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return self.resample(x, g, F.one_hot(rows, h).float(), F.one_hot(cols, w).float())
 
     def _matrix(self, kind: str, size: int, pad: int, device: torch.device) -> torch.Tensor:
         key = (kind, size, pad, str(device))
@@ -292,36 +371,29 @@ class AugmentPipe(torch.nn.Module):
             self._matrices[key] = torch.tensor(mat, dtype=torch.float32, device=device)
         return self._matrices[key]
 
-    def resample(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def resample(self, x: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None = None,
+                 cols: torch.Tensor | None = None) -> torch.Tensor:
         """Warp [M, C, H, W] by the output->input matrices g [M, 3, 3] (centred pixel units), alias-free.
 
         mirror-pad + 2x windowed-sinc upsample (one matrix per axis) -> bilinear sampling of the warped
         grid at twice the output resolution -> windowed-sinc low-pass and decimation (one matrix per axis).
         Separable filters as small dense matrix products run far faster on CPU than depthwise convolutions.
+        `rows` [M, H, H] and `cols` [M, W, W], when given, first map each image to rows @ x @ cols^T (a blit),
+        folded into the upsampling products.
         """
         m, c, h, w = x.shape
         dev = x.device
-        ld = self._down_kernel.shape[0]
-        # Output sample grid at twice the resolution, extended so the valid down-filter returns H x W.
-        mx, my = 2 * w + ld - 2, 2 * h + ld - 2
-        xs = (torch.arange(mx, device=dev, dtype=torch.float32) + 0.5) / 2 - mx / 4
-        ys = (torch.arange(my, device=dev, dtype=torch.float32) + 0.5) / 2 - my / 4
-        # Mirror padding wide enough for every input position the warped grid touches (+ the bilinear tap).
-        cx, cy = float(xs[-1]), float(ys[-1])
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]], device=dev)
-        reach = (g @ corners.T)[:, :2].abs().amax(dim=(0, 2))  # [2]: max |x|, max |y|
-        px = max(math.ceil(float(reach[0]) - w / 2) + 1, 0)
-        py = max(math.ceil(float(reach[1]) - h / 2) + 1, 0)
-        # Round pads to a multiple of 4 so the matrix cache stays small.
-        px, py = -(-px // 4) * 4, -(-py // 4) * 4
-        up_w = self._matrix("up", w, px, dev).to(x.dtype)
-        up_h = self._matrix("up", h, py, dev).to(x.dtype)
-        up = up_h @ (x @ up_w.T)  # [M, C, 2(H + 2py), 2(W + 2px)]
+        px, py, (xs, ys) = self._pads(g, h, w)
+        up_w = self._matrix("up", w, px, dev)
+        up_h = self._matrix("up", h, py, dev)
+        if rows is not None:
+            up_h, up_w = (up_h @ rows)[:, None], (up_w @ cols)[:, None]  # [M, 1, U, H], [M, 1, U, W]
+        up = up_h.to(x.dtype) @ (x @ up_w.to(x.dtype).transpose(-1, -2))  # [M, C, 2(H + 2py), 2(W + 2px)]
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         pts = torch.stack([gx, gy, torch.ones_like(gx)]).reshape(3, -1)  # [3, P]
         src = (g @ pts)[:, :2]  # [M, 2, P] in centred input pixels
         norm = torch.tensor([(w + 2 * px) / 2, (h + 2 * py) / 2], device=dev)[None, :, None]
-        grid = (src / norm).transpose(1, 2).reshape(m, my, mx, 2)
+        grid = (src / norm).transpose(1, 2).reshape(m, len(ys), len(xs), 2)
         warped = F.grid_sample(up, grid.to(up.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
         down_w = self._matrix("down", w, 0, dev).to(x.dtype)
         down_h = self._matrix("down", h, 0, dev).to(x.dtype)
