@@ -12,7 +12,7 @@ from ..precision import float32_region
 from .config import NetworkConfig
 from .conv import _under_cpu_bf16_autocast
 from .layers import (FullyConnected, LRELU_GAIN, _conv, bias_act, demod_coefficients, fir_taps, modulated_conv2d,
-                     WeightsCacheMixin, transposed_weight, upsample2d, weights_cached)
+                     polyphase_weight, WeightsCacheMixin, transposed_weight, upsample2d, weights_cached)
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -86,7 +86,13 @@ class SynthesisLayer(WeightsCacheMixin, nn.Module):
         """
         n = x.shape[0]
         x = _under_cpu_bf16_autocast(x)
-        weight, wsq, wt = self._frozen(x.dtype)
+        # bf16 on CPUs runs channels-last: oneDNN's kernels work in it, and default-layout maps were reordered
+        # into it and back around every convolution (a third of a paper256 render). Upsampling uses the polyphase
+        # form there (layers.polyphase_weight).
+        cl = x.dtype == torch.bfloat16 and x.device.type == "cpu"
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        weight, wsq, wt, wp = self._frozen(x.dtype, cl)
         out_c, _, kh, kw = weight.shape
         with float32_region(x.device.type):
             dcoefs = demod_coefficients(weight, styles.float(), wsq) * LRELU_GAIN
@@ -95,24 +101,35 @@ class SynthesisLayer(WeightsCacheMixin, nn.Module):
             y = _conv(x, weight * styles.reshape(1, -1, 1, 1), self.up, groups=1, resample_filter=self.resample_filter)
         else:
             y = _conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), weight, self.up, groups=1,
-                      resample_filter=self.resample_filter, wt=wt)
+                      resample_filter=self.resample_filter, wt=wt, wp=wp)
         offset = self.bias.reshape(1, -1, 1, 1) * LRELU_GAIN
         if noise is not None:
             offset = offset + noise * LRELU_GAIN
-        # In y's dtype (bf16 under autocast): float32 offsets would promote the whole map.
-        y = torch.addcmul(offset.to(y.dtype), y, dcoefs.to(y.dtype).reshape(n, out_c, 1, 1))
+        # In y's dtype (bf16 under autocast): float32 offsets would promote the whole map. In y's layout too: an
+        # element-wise op over mixed layouts runs 3x slower and returns the first operand's layout.
+        offset = offset.to(y.dtype)
+        if cl and offset.ndim == 4:
+            offset = offset.contiguous(memory_format=torch.channels_last)
+        y = torch.addcmul(offset, y, dcoefs.to(y.dtype).reshape(n, out_c, 1, 1))
         torch.nn.functional.leaky_relu_(y, 0.2)
         if self.conv_clamp is not None:
             y.clamp_(-self.conv_clamp, self.conv_clamp)
         return y
 
-    def _frozen(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(weight in `dtype`, its squared taps summed [O, I] in float32, its transposed form when upsampling)."""
+    def _frozen(self, dtype: torch.dtype, polyphase: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(weight in `dtype`, its squared taps summed [O, I] in float32, and when upsampling its transposed form, or
+        with `polyphase` its polyphase form, channels-last)."""
         def build():
             w = self.weight.detach()
             wd = w.to(dtype)
-            return wd, w.float().square().sum(dim=[2, 3]), transposed_weight(wd).contiguous() if self.up else None
-        return weights_cached(self, (self.weight,), dtype, build)
+            wt = wp = None
+            if self.up and polyphase:
+                wp = polyphase_weight(wd).contiguous(memory_format=torch.channels_last)
+            elif self.up:
+                wt = transposed_weight(wd).contiguous()
+            return wd, w.float().square().sum(dim=[2, 3]), wt, wp
+        return weights_cached(self, (self.weight,), (dtype, polyphase), build)
 
 
 class ToRGBLayer(nn.Module):
