@@ -349,13 +349,21 @@ def polyphase_weight(w: torch.Tensor) -> torch.Tensor:
     convolution with padding 1 and the four phases (a, b) as output channels o * 4 + a * 2 + b therefore gives
     all of it; pixel_shuffle interleaves the phases.
     """
-    taps = {(0, 0): 2, (0, 1): 0, (1, 1): 1}  # (phase, d) -> kernel tap; (1, 0) has none
     o, i = w.shape[:2]
-    k = w.new_zeros(o, 2, 2, i, 2, 2)
-    for (a, dy), ky in taps.items():
-        for (b, dx), kx in taps.items():
-            k[:, a, b, :, dy, dx] = w[:, :, ky, kx]
-    return k.reshape(4 * o, i, 2, 2)
+    # One gather (differentiable, so training can use it too): index 9 is an appended zero.
+    flat = torch.cat([w.reshape(o, i, 9), w.new_zeros(o, i, 1)], dim=2)
+    k = flat.index_select(2, _POLYPHASE_INDEX.to(w.device)).reshape(o, i, 2, 2, 2, 2)  # [O, I, a, b, dy, dx]
+    return k.permute(0, 2, 3, 1, 4, 5).reshape(4 * o, i, 2, 2)
+
+
+def _polyphase_index() -> torch.Tensor:
+    taps = {(0, 0): 2, (0, 1): 0, (1, 1): 1}  # (phase, d) -> kernel tap; (1, 0) has none
+    idx = [3 * taps[(a, dy)] + taps[(b, dx)] if (a, dy) in taps and (b, dx) in taps else 9
+           for a in (0, 1) for b in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+    return torch.tensor(idx)
+
+
+_POLYPHASE_INDEX = _polyphase_index()
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor, up: bool, groups: int, resample_filter: torch.Tensor | None,
