@@ -23,7 +23,7 @@ def _load():
 
 @pytest.mark.parametrize("dtype, expected", [
     (torch.float32, {"forward", "input + weight grad"}),  # autograd's own backward: one call for both
-    (torch.bfloat16, {"forward", "transposed (input grad)", "weight grad"}),  # sneakergan's bf16 backward
+    (torch.bfloat16, {"forward", "input + weight grad"}),  # sneakergan's bf16 backward: oneDNN's, bf16 weights
 ])
 def test_recorder_sees_forward_and_backward_convolutions(dtype, expected):
     bench = _load()
@@ -34,6 +34,20 @@ def test_recorder_sees_forward_and_backward_convolutions(dtype, expected):
         conv2d(x, w, None, stride=2, padding=1).float().square().sum().backward()
     kinds = {bench._conv_key(f, a)[0] for f, a, _ in recorder.calls if "convolution" in str(f)}
     assert kinds == expected
+
+
+def test_recorder_sees_the_transposed_input_gradient_of_a_double_backward():
+    # Where R1 / path length differentiate the gradient again, the bf16 input gradient is a transposed convolution
+    # of the float32 weights (so it has a derivative of its own) and the weight gradient a call of its own.
+    bench = _load()
+    x = torch.randn(2, 4, 8, 8).to(torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    recorder = bench._Recorder()
+    with recorder:
+        (g,) = torch.autograd.grad(conv2d(x, w, None, stride=2, padding=1).float().square().sum(), x, create_graph=True)
+        g.float().square().sum().backward()
+    kinds = {bench._conv_key(f, a)[0] for f, a, _ in recorder.calls if "convolution" in str(f)}
+    assert {"forward", "transposed (input grad)", "weight grad"} <= kinds
 
 
 def test_recorded_calls_replay_what_the_step_computed():

@@ -17,7 +17,8 @@ from sneakergan.generate import generate_images, load_generator
 from sneakergan.interop.nvlabs import read_snapshot
 from sneakergan.modelfile import load_checkpoint
 from sneakergan.nets import Generator, preset
-from sneakergan.nets.layers import _conv, fir_taps, polyphase_weight, upfirdn2d
+from sneakergan.nets.conv import conv2d, conv2d_lrelu
+from sneakergan.nets.layers import _conv, bias_act, fir_taps, polyphase_weight, upfirdn2d
 from sneakergan.precision import autocast, compute_dtype, cpu_has_native_bf16, resolve_precision
 from sneakergan.prepare.synth import write_synth_dataset
 from sneakergan.serve.model_source import DEMO_NAME
@@ -78,6 +79,32 @@ def test_channels_last_fir_double_backward(pad, down):
         (g,) = torch.autograd.grad(y.square().sum(), inp, create_graph=True)
         second.append(torch.autograd.grad(g.square().sum(), inp)[0])
     torch.testing.assert_close(second[0], second[1])
+
+
+@pytest.mark.parametrize("clamp", [256.0, 0.5, None])
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
+def test_fused_convolution_activation_is_the_separate_ops(clamp, stride, padding):
+    # The discriminator's bf16 layers run conv + bias + clamp as one oneDNN primitive and leaky ReLU in place:
+    # bit for bit the separate ops, forward, gradients and R1's double backward (clamp 0.5 makes the clamp act).
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 8, 12, 10).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w0, b0 = (torch.randn(6, 8, 3, 3) / 5).contiguous(memory_format=torch.channels_last), torch.randn(6)
+    results = []
+    for fused in (True, False):
+        x, w, b = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        if fused:
+            y = conv2d_lrelu(x, w, b, stride, padding, 0.2, clamp)
+        else:
+            y = bias_act(conv2d(x, w, b, stride=stride, padding=padding), None, "lrelu", clamp=clamp)
+        probe = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        (gx,) = torch.autograd.grad((y.float() * probe).sum(), x, create_graph=True)
+        gx.float().square().sum().backward()
+        results.append((y.detach(), gx.detach(), w.grad, b.grad))
+    assert results[0][0].is_contiguous(memory_format=torch.channels_last)
+    if clamp == 0.5:
+        assert (results[1][0].abs() == 0.5).any()  # the clamp acted somewhere
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 4, 4), (3, 4, 6, 8), (1, 2, 1, 3)])

@@ -54,16 +54,58 @@ def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding:
     return F.conv_transpose2d(x, w.to(x.dtype), None, stride, padding, output_padding, groups)
 
 
+def _fp32_weight_grad() -> bool:
+    """SNEAKERGAN_FP32_WEIGHT_GRAD=1 on more than one thread: weight gradients from float32 copies (module docstring)."""
+    return torch.get_num_threads() > 1 and os.environ.get("SNEAKERGAN_FP32_WEIGHT_GRAD") == "1"
+
+
 def _weight_grad(inp: torch.Tensor, w_shape: torch.Size, gy: torch.Tensor, stride, padding, groups: int) -> torch.Tensor:
     """d<conv(inp, w), gy>/dw as float32: the bf16 kernel, or float32 copies where SNEAKERGAN_FP32_WEIGHT_GRAD=1
     asks for them on more than one thread (module docstring)."""
-    if torch.get_num_threads() > 1 and os.environ.get("SNEAKERGAN_FP32_WEIGHT_GRAD") == "1":
+    if _fp32_weight_grad():
         return conv2d_weight(inp.float(), w_shape, gy.float(), stride, padding, 1, groups)
     return conv2d_weight(inp, w_shape, gy, stride, padding, 1, groups).float()
 
 
 def _pair(v: int | tuple) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+def _conv2d_backward(needs: tuple[bool, ...], x: torch.Tensor, w: torch.Tensor, w_lp: torch.Tensor, gy: torch.Tensor,
+                     stride, padding, groups: int, has_bias: bool) -> tuple:
+    """(gx, gw, gb) of F.conv2d(x, w, b) for the output gradient gy; gw and gb float32."""
+    gx = gw = gb = None
+    if not (torch.is_grad_enabled() and w.requires_grad) and not _fp32_weight_grad():
+        # A plain backward: oneDNN's own backward kernels, both gradients from one call. Its backward-data kernel
+        # ran stride-2 layers 1.3-2.6x faster than the transposed convolution (the same sums, other rounding).
+        gx, gw, _ = torch.ops.aten.convolution_backward(gy, x, w_lp, None, list(_pair(stride)), list(_pair(padding)),
+                                                        [1, 1], False, [0, 0], groups, [needs[0], needs[1], False])
+        gw = None if gw is None else gw.float()
+    else:
+        gx, gw = _conv2d_backward_differentiable(needs, x, w, w_lp, gy, stride, padding, groups)
+    if has_bias and needs[2]:
+        # Summed in gy's dtype: the CPU kernel accumulates bf16 in float32 and rounds only the C sums (2^-9
+        # relative, below the bf16 maps' own error). `sum(dtype=torch.float32)` would first copy all of gy to
+        # float32 (measured 5x slower, ~4% of the demo64 bf16 step).
+        gb = gy.sum(dim=(0, 2, 3)).float()
+    return gx, gw, gb
+
+
+def _conv2d_backward_differentiable(needs: tuple[bool, ...], x: torch.Tensor, w: torch.Tensor, w_lp: torch.Tensor,
+                                    gy: torch.Tensor, stride, padding, groups: int) -> tuple:
+    """(gx, gw), gx as a function of gy and the float32 weights where a double backward (R1, path length) needs it."""
+    gx = gw = None
+    if needs[0]:
+        s, p, k = _pair(stride), _pair(padding), w.shape[-2:]
+        # The stride drops trailing rows/columns; output_padding gives them back so gx has x's size.
+        op = tuple(x.shape[2 + i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
+        # A plain backward reuses the forward's cast of the weights (one cast per call, not two); a double
+        # backward (R1, path length) needs gx as a function of the float32 weights themselves.
+        gx = (conv_transpose2d(gy, w, s, p, op, groups) if torch.is_grad_enabled() and w.requires_grad
+              else F.conv_transpose2d(gy, w_lp, None, s, p, op, groups))
+    if needs[1]:
+        gw = _weight_grad(x, w.shape, gy, stride, padding, groups)
+    return gx, gw
 
 
 class _Conv2d(torch.autograd.Function):
@@ -78,23 +120,64 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx, gy):  # noqa: D102
         x, w, w_lp = ctx.saved_tensors
         stride, padding, groups, has_bias = ctx.conf
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            s, p, k = _pair(stride), _pair(padding), w.shape[-2:]
-            # The stride drops trailing rows/columns; output_padding gives them back so gx has x's size.
-            op = tuple(x.shape[2 + i] - ((gy.shape[2 + i] - 1) * s[i] - 2 * p[i] + k[i]) for i in range(2))
-            # A plain backward reuses the forward's cast of the weights (one cast per call, not two); a double
-            # backward (R1, path length) needs gx as a function of the float32 weights themselves.
-            gx = (conv_transpose2d(gy, w, s, p, op, groups) if torch.is_grad_enabled()
-                  else F.conv_transpose2d(gy, w_lp, None, s, p, op, groups))
-        if ctx.needs_input_grad[1]:
-            gw = _weight_grad(x, w.shape, gy, stride, padding, groups)
-        if has_bias and ctx.needs_input_grad[2]:
-            # Summed in gy's dtype: the CPU kernel accumulates bf16 in float32 and rounds only the C sums (2^-9
-            # relative, below the bf16 maps' own error). `sum(dtype=torch.float32)` would first copy all of gy to
-            # float32 (measured 5x slower, ~4% of the demo64 bf16 step).
-            gb = gy.sum(dim=(0, 2, 3)).float()
-        return gx, gw, gb, None, None, None
+        return (*_conv2d_backward(ctx.needs_input_grad, x, w, w_lp, gy, stride, padding, groups, has_bias),
+                None, None, None)
+
+
+def _fused_act_available(x: torch.Tensor) -> bool:
+    return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.ndim == 4
+            and x.is_contiguous(memory_format=torch.channels_last) and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def conv2d_lrelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: int, padding: int, slope: float,
+                 clamp: float | None) -> torch.Tensor | None:
+    """clamp(leaky_relu(conv2d(x, w) + b), -clamp, clamp) as one oneDNN convolution, for channels-last bf16 on CPUs
+    (None elsewhere: the caller runs the separate ops).
+
+    Why: the activation and clamp after a convolution were two more passes over the map, each writing a fresh
+    tensor; at the discriminator's top layers (8 MB bf16 maps for batch 32) that cost 1.3-2.3x the convolution
+    itself. oneDNN clamps in the convolution's float32 accumulator (a post-op, at [-clamp / slope, clamp]) and one
+    in-place leaky ReLU follows: clamp(lrelu(z)) == lrelu(clamp(z, -c / slope, c)) bit for bit, since rounding to
+    bf16 commutes with the clamp. Backward: both masks from the output alone, then the convolution's gradients.
+    """
+    x = _under_cpu_bf16_autocast(x)
+    if not _fused_act_available(x):
+        return None
+    if not torch.is_grad_enabled() or not (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        return _conv_lrelu_forward(x, w.to(x.dtype), None if b is None else b.to(x.dtype), stride, padding, slope, clamp)
+    return _Conv2dLReLU.apply(x, w, b, stride, padding, slope, clamp)
+
+
+def _conv_lrelu_forward(x, w_lp, b_lp, stride, padding, slope, clamp):
+    if clamp is None:
+        y = torch.ops.mkldnn._convolution_pointwise(x, w_lp, b_lp, list(_pair(padding)), list(_pair(stride)), [1, 1], 1,
+                                                    "none", [], "")
+    else:
+        y = torch.ops.mkldnn._convolution_pointwise(x, w_lp, b_lp, list(_pair(padding)), list(_pair(stride)), [1, 1], 1,
+                                                    "hardtanh", [-clamp / slope, clamp], "")
+    return F.leaky_relu_(y, slope)
+
+
+class _Conv2dLReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, slope, clamp):  # noqa: D102
+        w_lp = w.to(x.dtype)
+        y = _conv_lrelu_forward(x, w_lp, None if b is None else b.to(x.dtype), stride, padding, slope, clamp)
+        ctx.save_for_backward(x, w, w_lp, y)
+        ctx.conf = (stride, padding, slope, clamp, b is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102
+        x, w, w_lp, y = ctx.saved_tensors
+        stride, padding, slope, clamp, has_bias = ctx.conf
+        # Both masks from the output: lrelu keeps the sign, and the clamp bound is reached only where it acted.
+        # Differentiable in gy (aten's backward ops have their own derivatives), so R1's double backward works.
+        if clamp is not None:
+            gy = torch.ops.aten.hardtanh_backward(gy, y, -clamp, clamp)
+        gz = torch.ops.aten.leaky_relu_backward(gy, y, slope, True)
+        return (*_conv2d_backward(ctx.needs_input_grad, x, w, w_lp, gz, stride, padding, 1, has_bias),
+                None, None, None, None)
 
 
 class _ConvTranspose2d(torch.autograd.Function):

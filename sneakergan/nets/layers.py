@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..precision import float32_region
-from .conv import conv2d, conv_transpose2d
+from .conv import conv2d, conv2d_lrelu, conv_transpose2d
 
 LRELU_GAIN = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
@@ -285,13 +285,19 @@ class Conv2dLayer(nn.Module):
         elif self.down and k == 1:
             x = downsample2d(x, self.resample_filter)  # cheaper to shrink first, then mix channels
             x = conv2d(x, w, b)
-        elif self.down:
-            # lowpass with padding so that the stride-2 conv lands on the reference's sample grid
-            p = self.padding + 1
-            x = fir_filter(x, self.resample_filter, (p, p, p, p))
-            x = conv2d(x, w, b, stride=2)
         else:
-            x = conv2d(x, w, b, padding=self.padding)
+            stride, padding = 1, self.padding
+            if self.down:
+                # lowpass with padding so that the stride-2 conv lands on the reference's sample grid
+                p = self.padding + 1
+                x = fir_filter(x, self.resample_filter, (p, p, p, p))
+                stride, padding = 2, 0
+            clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+            if self.activation == "lrelu":
+                y = conv2d_lrelu(x, w, b, stride, padding, LRELU_SLOPE, clamp)
+                if y is not None:
+                    return y
+            x = conv2d(x, w, b, stride=stride, padding=padding)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, None, self.activation, clamp=clamp)
 
