@@ -94,6 +94,7 @@ def test_fused_convolution_activation_is_the_separate_ops(clamp, stride, padding
         x, w, b = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
         if fused:
             y = conv2d_lrelu(x, w, b, stride, padding, 0.2, clamp)
+            assert type(y.grad_fn).__name__ == "_Conv2dLReLUBackward"
         else:
             y = bias_act(conv2d(x, w, b, stride=stride, padding=padding), None, "lrelu", clamp=clamp)
         probe = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
@@ -103,6 +104,31 @@ def test_fused_convolution_activation_is_the_separate_ops(clamp, stride, padding
     assert results[0][0].is_contiguous(memory_format=torch.channels_last)
     if clamp == 0.5:
         assert (results[1][0].abs() == 0.5).any()  # the clamp acted somewhere
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("clamp", [256.0, 0.5, None])
+def test_in_place_bias_activation_is_the_separate_ops(clamp):
+    # The synthesis layers' bf16 bias + leaky ReLU + clamp make one tensor (clamp first, both in place): bit for bit
+    # the separate ops, forward, gradients of the map and bias, and a double backward (path length).
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 8, 12, 10).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    b0 = torch.randn(8)
+    results = []
+    for fused in (True, False):
+        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        if fused:
+            y = bias_act(x, b, "lrelu", clamp=clamp)
+            assert type(y.grad_fn).__name__ == "_BiasLReLUBackward"  # the one-tensor path was taken
+        else:
+            y = torch.nn.functional.leaky_relu(x + b.to(x.dtype).reshape(1, -1, 1, 1), 0.2)
+            y = y if clamp is None else torch.nn.functional.hardtanh(y, -clamp, clamp)
+        probe = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        (gx,) = torch.autograd.grad((y.float() * probe).sum(), x, create_graph=True)
+        (gx.float().square().sum() + (y.float() * probe).sum()).backward()
+        results.append((y.detach(), gx.detach(), x.grad, b.grad))
+    assert results[0][0].is_contiguous(memory_format=torch.channels_last)
     for a, b in zip(*results):
         assert torch.equal(a, b)
 
