@@ -173,6 +173,15 @@ def test_geometric_ops_each_change_images():
         assert changed >= 12, op
 
 
+def test_colour_leaves_images_without_a_colour_op_bit_identical():
+    # The colour stage multiplies the whole batch by per-image matrices; where nothing fired that is the identity.
+    torch.manual_seed(11)
+    x = smooth_images(64)
+    y = AugmentPipe("color", p=0.2)(x)
+    same = [torch.equal(y[i], x[i]) for i in range(64)]
+    assert 5 <= sum(same) <= 59  # (1 - 0.2)^5 = 33% of images have no colour op at all
+
+
 def test_brightness_shifts_every_pixel_equally():
     torch.manual_seed(6)
     x = smooth_images(64)

@@ -437,9 +437,10 @@ class AugmentPipe(torch.nn.Module):
             apply(m, self._fires(n, s.saturation, dev))
         if not bool(changed.any()):
             return x
+        # One product for the whole batch: where no op fired the matrix is the identity and the offset 0, which
+        # reproduces those images exactly (finite values), so no selection pass is needed.
         flat = x.reshape(n, c, h * w)
-        out = cm[:, :3, :3].to(x.dtype) @ flat + cm[:, :3, 3:].to(x.dtype)
-        return torch.where(changed[:, None, None], out, flat).reshape(n, c, h, w)
+        return torch.baddbmm(cm[:, :3, 3:].to(x.dtype), cm[:, :3, :3].to(x.dtype), flat).reshape(n, c, h, w)
 
     def _rotation_about_luma(self, theta: torch.Tensor) -> torch.Tensor:
         """Rodrigues rotation of RGB about the grey axis by theta (4x4, homogeneous)."""
