@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,16 +97,12 @@ def test_blit_as_row_and_column_maps_is_the_sequential_ops(h, w):
     pipe = AugmentPipe(AugmentSpec(xflip=1, rotate90=1, xint=1), p=1.0)
     n, x = 64, torch.randn(64, 3, h, w)
     torch.manual_seed(5)
-    rows, cols, transpose = pipe._draw_blit(n, h, w, x.device)
-    torch.manual_seed(5)  # the same draws, in the pipe's order
-    flip = (torch.randint(2, (n,)) * pipe._fires(n, 1, x.device)).bool()
-    k = torch.randint(4, (n,)) * pipe._fires(n, 1, x.device)
-    k = k if h == w else k - k % 2
-    fires = pipe._fires(n, 1, x.device)
-    frac = (torch.rand(n, 2) * 2 - 1) * pipe.spec.xint_max
-    shift = torch.round(frac * torch.tensor([w, h])).long() * fires[:, None]
-    assert len(set(k.tolist())) == (4 if h == w else 2) and bool(shift.any())
+    d = pipe._draw(n, h, w, x.device)
+    flip, k, shift = torch.as_tensor(d.flip), torch.as_tensor(d.k), torch.as_tensor(d.shift)
+    assert len(set(k.tolist())) == (4 if h == w else 2) and bool(shift.any()) and 8 < int(flip.sum()) < 56
+    transpose = k % 2 == 1
     src = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x) if h == w else x
+    rows, cols = torch.as_tensor(d.rows), torch.as_tensor(d.cols)
     mapped = src[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
                  rows[:, None, :, None], cols[:, None, None, :]]
     assert torch.equal(mapped, _sequential_blit(x, flip, k, shift))
@@ -119,22 +116,24 @@ def test_axis_aligned_warps_take_the_separable_path_with_the_same_result(h, w):
     # grid gives (to float32 rounding of the sample positions), with any blit folded in, rotated or not.
     pipe = AugmentPipe("bg", p=1.0)
     x = smooth_images(12, 64)[..., :h, :w].contiguous()
-    torch.manual_seed(7)
-    g = torch.eye(3).repeat(12, 1, 1)
-    g[:, 0, 0], g[:, 1, 1] = torch.exp2(torch.randn(12) * 0.3), torch.exp2(torch.randn(12) * 0.3)
-    g[:, 0, 2], g[:, 1, 2] = torch.randn(12) * 8, torch.randn(12) * 6
-    ident_r, ident_c = torch.arange(h).expand(12, h), torch.arange(w).expand(12, w)
-    warped = torch.ones(12, dtype=torch.bool)
+    rng = np.random.default_rng(7)
+    g = np.tile(np.eye(3), (12, 1, 1))
+    g[:, 0, 0], g[:, 1, 1] = np.exp2(rng.normal(size=12) * 0.3), np.exp2(rng.normal(size=12) * 0.3)
+    g[:, 0, 2], g[:, 1, 2] = rng.normal(size=12) * 8, rng.normal(size=12) * 6
+    ident_r, ident_c = np.tile(np.arange(h), (12, 1)), np.tile(np.arange(w), (12, 1))
+    warped = np.ones(12, dtype=bool)
     sep = pipe._separable(x, ident_r, ident_c, g, warped)
     assert (sep - pipe.resample(x, g)).abs().max() < 1e-4
-    rows, cols, transpose = pipe._draw_blit(12, h, w, x.device)
+    torch.manual_seed(3)
+    d = AugmentPipe(AugmentSpec(xflip=1, rotate90=1, xint=1), p=1.0)._draw(12, h, w, x.device)
+    transpose = torch.as_tensor(d.k % 2 == 1)
     src = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x) if h == w else x
-    blitted = pipe._separable(src, rows, cols, torch.eye(3).repeat(12, 1, 1), ~warped)
-    assert (pipe._separable(src, rows, cols, g, warped) - pipe.resample(blitted, g)).abs().max() < 1e-4
-    theta = torch.rand(12) * 6
-    rot = g.clone()
-    rot[:, :2, :2] = torch.stack([torch.stack([theta.cos(), -theta.sin()], 1), torch.stack([theta.sin(), theta.cos()], 1)], 1)
-    assert (pipe._rotated(src, rows, cols, rot, warped) - pipe.resample(blitted, rot)).abs().max() < 1e-4
+    blitted = pipe._separable(src, d.rows, d.cols, np.tile(np.eye(3), (12, 1, 1)), ~warped)
+    assert (pipe._separable(src, d.rows, d.cols, g, warped) - pipe.resample(blitted, g)).abs().max() < 1e-4
+    theta = rng.uniform(0, 6, size=12)
+    rot = g.copy()
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)
+    assert (pipe._rotated(src, d.rows, d.cols, rot, warped) - pipe.resample(blitted, rot)).abs().max() < 1e-4
 
 
 def test_geometric_resampling_is_accurate():

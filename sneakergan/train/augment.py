@@ -124,12 +124,79 @@ def _reflect_index(i, size: int):
     return (size - 1) - abs(i - (size - 1))
 
 
-def _reflect_coordinate(pos: torch.Tensor, size: int) -> torch.Tensor:
+def _reflect_coordinate(pos: np.ndarray, size: int) -> np.ndarray:
     """grid_sample's reflection of unnormalised coordinates (align_corners=False): mirror about -0.5 and size - 0.5."""
-    t = (pos + 0.5).abs()
-    extra = torch.fmod(t, size)
-    odd = torch.floor(t / size).remainder(2) == 1
-    return torch.where(odd, size - extra, extra) - 0.5
+    t = np.abs(pos + np.float32(0.5))
+    extra = np.fmod(t, np.float32(size))
+    odd = np.floor(t / np.float32(size)) % 2 == 1
+    return np.where(odd, size - extra, extra) - np.float32(0.5)
+
+
+def _diag3(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    m = np.tile(np.eye(3), (len(sx), 1, 1))
+    m[:, 0, 0], m[:, 1, 1] = sx, sy
+    return m
+
+
+def _rot3(theta: np.ndarray) -> np.ndarray:
+    m = np.tile(np.eye(3), (len(theta), 1, 1))
+    m[:, 0, 0], m[:, 0, 1] = np.cos(theta), -np.sin(theta)
+    m[:, 1, 0], m[:, 1, 1] = np.sin(theta), np.cos(theta)
+    return m
+
+
+def _rotation_about_luma(theta: np.ndarray) -> np.ndarray:
+    """Rodrigues rotation of RGB about the grey axis by theta (4x4, homogeneous)."""
+    v = np.ones(3) / math.sqrt(3)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    r = np.eye(3) + np.sin(theta)[:, None, None] * k + (1 - np.cos(theta))[:, None, None] * (k @ k)
+    m = np.tile(np.eye(4), (len(theta), 1, 1))
+    m[:, :3, :3] = r
+    return m
+
+
+def _blit_maps(flip: np.ndarray, k: np.ndarray, shift: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [N, H], cols [N, W]): out[i, j] = src[rows[i], cols[j]], src the image, transposed where k is odd.
+
+    The ops in the paper's order: x-flip, then k quarter turns as torch.rot90 makes them (odd k only on square
+    images), then a shift by (dx, dy) whole pixels with mirrored edges (output pixel j shows pixel j - dx).
+    """
+    n = len(k)
+    r0, c0 = np.broadcast_to(np.arange(h), (n, h)), np.broadcast_to(np.arange(w), (n, w))
+    f = flip[:, None]
+
+    def fa(j: np.ndarray) -> np.ndarray:  # the column that column j of the flipped image reads
+        return np.where(f, (w - 1) - j, j)
+
+    # k = 0, 1, 2, 3 (rot90: k=1 reads x[j, w-1-i], k=2 x[h-1-i, w-1-j], k=3 x[w-1-j, i])
+    rr = [r0, fa((w - 1) - r0) if h == w else r0, (h - 1) - r0, fa(r0) if h == w else r0]
+    cc = [fa(c0), c0, fa((w - 1) - c0), (w - 1) - c0]
+    rows = np.choose(k[:, None], rr)
+    cols = np.choose(k[:, None], cc)
+    rows = np.take_along_axis(rows, _reflect_index(r0 - shift[:, 1:2], h), 1)
+    cols = np.take_along_axis(cols, _reflect_index(c0 - shift[:, 0:1], w), 1)
+    return rows, cols
+
+
+def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
+    """[N, L, size] float32 rows with a 1 at index[n, l]: a gather as a matrix."""
+    out = np.zeros((*index.shape, size), dtype=np.float32)
+    np.put_along_axis(out, index[..., None], 1.0, axis=-1)
+    return out
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """One batch's random choices (NumPy, one row per image): blit parameters and the maps they make, the
+    geometric output->input matrices g [N, 3, 3] and the colour matrices [N, 4, 4]."""
+
+    flip: np.ndarray
+    k: np.ndarray
+    shift: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    g: np.ndarray
+    color: np.ndarray
 
 
 def up_matrix(size: int, pad: int, phases: np.ndarray) -> np.ndarray:
@@ -168,9 +235,8 @@ class AugmentPipe(torch.nn.Module):
         self.register_buffer("p", torch.tensor(float(p)))
         self._up_phases = _up_phases()
         self._down_kernel = _down_kernel()
-        self._matrices: dict[tuple, torch.Tensor] = {}  # resampling matrices by (kind, size, pad, device)
-        luma = torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3)
-        self.register_buffer("_luma", luma, persistent=False)
+        # resampling matrices by (kind, size, pad, device)
+        self._matrices: dict[tuple, torch.Tensor | np.ndarray] = {}
 
     # Each helper draws, for every image, whether the op fires (prob p * multiplier) and returns that mask.
     def _fires(self, n: int, mult: float, device: torch.device, prob: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,10 +249,11 @@ class AugmentPipe(torch.nn.Module):
             return images
         s = self.spec
         x = images
+        d = self._draw(x.shape[0], x.shape[2], x.shape[3], x.device)
         if s.xflip or s.rotate90 or s.xint or s.scale or s.rotate or s.aniso or s.xfrac:
-            x = self._spatial(x)
+            x = self._spatial(x, d)
         if x.shape[1] == 3 and (s.brightness or s.contrast or s.lumaflip or s.hue or s.saturation):
-            x = self._color(x)
+            x = self._color(x, d)
         if s.imgfilter:
             x = self._filter(x)
         if s.noise:
@@ -195,9 +262,83 @@ class AugmentPipe(torch.nn.Module):
             x = self._cutout(x)
         return x
 
+    # -- the per-image parameters: drawn at once, composed on the host ----------------------------------
+
+    def _draw(self, n: int, h: int, w: int, dev: torch.device) -> "_Draws":
+        """Every random choice of the blit, geometric and colour stages for a batch of n images of H x W.
+
+        The random numbers come from torch's generator on the images' device (seeded runs repeat) in two calls, and
+        the small per-image matrices are composed in NumPy: built with torch ops, the draws alone were ~500 tiny
+        kernels per call, a few ms of dispatch against ~1 ms of arithmetic.
+        """
+        s, p = self.spec, float(self.p)
+        uni = torch.rand(n, 21, device=dev, dtype=torch.float64).cpu().numpy()
+        nrm = torch.randn(n, 7, device=dev, dtype=torch.float64).cpu().numpy()
+        u = iter(uni.T)
+        z = iter(nrm.T)
+
+        def fires(mult: float) -> np.ndarray:
+            return next(u) < p * mult
+
+        # blit: x-flip, k quarter turns (torch.rot90's sense; half turns only for non-square images), mirrored shift
+        flip = fires(s.xflip) & (next(u) < 0.5)
+        k = np.where(fires(s.rotate90), np.minimum(np.floor(next(u) * 4), 3), 0).astype(np.int64)
+        if h != w:
+            k = k - k % 2
+        xint = fires(s.xint)
+        frac = (np.stack([next(u), next(u)], 1) * 2 - 1) * s.xint_max
+        shift = np.round(frac * np.array([w, h])).astype(np.int64) * xint[:, None]
+        rows, cols = _blit_maps(flip, k, shift, h, w)
+
+        # geometric: output->input matrices in centred pixel units. Every op's distribution is symmetric under
+        # inversion, so composing the inverse transforms is the same as composing the forward ones.
+        g = np.tile(np.eye(3), (n, 1, 1))
+
+        def compose(m: np.ndarray, on: np.ndarray) -> None:
+            nonlocal g
+            g = g @ np.where(on[:, None, None], m, np.eye(3))
+
+        sc = np.exp2(next(z) * s.scale_std)
+        compose(_diag3(sc, sc), fires(s.scale))
+        # Rotation is applied twice (around the anisotropic scale) with p_rot chosen so that the probability of
+        # any rotation is p, as in the paper.
+        p_rot = 1 - math.sqrt(min(max(1 - p * s.rotate, 0.0), 1.0)) if s.rotate else 0.0
+        theta = (next(u) * 2 - 1) * math.pi * s.rotate_max
+        compose(_rot3(theta), next(u) < p_rot)
+        an = np.exp2(next(z) * s.aniso_std)
+        compose(_diag3(an, 1 / an), fires(s.aniso))
+        theta = (next(u) * 2 - 1) * math.pi * s.rotate_max
+        compose(_rot3(theta), next(u) < p_rot)
+        tr = np.stack([next(z) * s.xfrac_std * w, next(z) * s.xfrac_std * h], 1)
+        m = np.tile(np.eye(3), (n, 1, 1))
+        m[:, :2, 2] = tr
+        compose(m, fires(s.xfrac))
+
+        # colour: one 4x4 matrix per image on homogeneous RGB
+        v = np.array([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)  # luma axis, homogeneous 0
+        vv = np.outer(v, v)
+        cm = np.tile(np.eye(4), (n, 1, 1))
+
+        def apply(m: np.ndarray, on: np.ndarray) -> None:
+            nonlocal cm
+            cm = np.where(on[:, None, None], m, np.eye(4)) @ cm
+
+        m = np.tile(np.eye(4), (n, 1, 1))
+        m[:, :3, 3] = (next(z) * s.brightness_std)[:, None]
+        apply(m, fires(s.brightness))
+        m = np.tile(np.eye(4), (n, 1, 1))
+        m[:, [0, 1, 2], [0, 1, 2]] = np.exp2(next(z) * s.contrast_std)[:, None]
+        apply(m, fires(s.contrast))
+        apply(np.eye(4) - 2 * vv * (next(u) < 0.5)[:, None, None], fires(s.lumaflip))
+        apply(_rotation_about_luma((next(u) * 2 - 1) * math.pi * s.hue_max), fires(s.hue))
+        m = vv + (np.eye(4) - vv) * np.exp2(next(z) * s.saturation_std)[:, None, None]
+        m[:, 3, 3] = 1
+        apply(m, fires(s.saturation))
+        return _Draws(flip, k, shift, rows, cols, g, cm)
+
     # -- blit + geometric: one separable map per image where possible ---------------------------------
 
-    def _spatial(self, x: torch.Tensor) -> torch.Tensor:
+    def _spatial(self, x: torch.Tensor, d: "_Draws") -> torch.Tensor:
         """Blit, then geometric ops, applied in one pass.
 
         Flips, 180-degree turns and mirrored integer shifts permute rows and columns separately, and a warp without
@@ -206,172 +347,97 @@ class AugmentPipe(torch.nn.Module):
         is another such pair). Only rotated images go through the 2-D bilinear grid; their blit is folded into the
         upsampling matrices. Quarter turns of square images transpose the image first.
         """
-        s, (n, _, h, w), dev = self.spec, x.shape, x.device
-        rows, cols, transpose = self._draw_blit(n, h, w, dev)
-        g = self._draw_geom(n, h, w, dev)
-        ident_r, ident_c = torch.arange(h, device=dev), torch.arange(w, device=dev)
-        blitted = (rows != ident_r).any(1) | (cols != ident_c).any(1) | transpose
-        warped = (g != torch.eye(3, device=dev)).any(dim=(1, 2))
-        rotated = warped & ((g[:, 0, 1] != 0) | (g[:, 1, 0] != 0))
+        n, _, h, w = x.shape
+        transpose = d.k % 2 == 1
+        blitted = (d.rows != np.arange(h)).any(1) | (d.cols != np.arange(w)).any(1) | transpose
+        warped = (d.g != np.eye(3)).any(axis=(1, 2))
+        rotated = warped & ((d.g[:, 0, 1] != 0) | (d.g[:, 1, 0] != 0))
         separable = (blitted | warped) & ~rotated
-        if not bool((separable | rotated).any()):
+        if not (separable | rotated).any():
             return x
-        if bool(transpose.any()):
-            x = torch.where(transpose[:, None, None, None], x.transpose(2, 3), x)
+        if transpose.any():
+            sel = torch.as_tensor(transpose, device=x.device)[:, None, None, None]
+            x = torch.where(sel, x.transpose(2, 3), x)
         out = x
         for subset, fn in ((separable, self._separable), (rotated, self._rotated)):
-            if bool(subset.any()):
-                idx = subset.nonzero().squeeze(1)
-                res = fn(x.index_select(0, idx), rows.index_select(0, idx), cols.index_select(0, idx),
-                         g.index_select(0, idx), warped.index_select(0, idx))
-                out = out.index_copy(0, idx, res)
+            if subset.any():
+                idx = np.flatnonzero(subset)
+                t_idx = torch.as_tensor(idx, device=x.device)
+                res = fn(x.index_select(0, t_idx), d.rows[idx], d.cols[idx], d.g[idx], warped[idx])
+                out = out.index_copy(0, t_idx, res)
         return out
 
-    def _draw_blit(self, n: int, h: int, w: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rows [N, H], cols [N, W], transpose [N]): out[i, j] = src[rows[i], cols[j]], src = x or x transposed.
-
-        The ops in the paper's order: x-flip, then k quarter turns, then a mirrored integer shift (torch.rot90's
-        conventions; only half turns for non-square images, whose shape a quarter turn would change)."""
-        s = self.spec
-        r0, c0 = torch.arange(h, device=dev).expand(n, h), torch.arange(w, device=dev).expand(n, w)
-        flip = torch.zeros(n, dtype=torch.bool, device=dev)
-        k = torch.zeros(n, dtype=torch.long, device=dev)
-        if s.xflip:
-            flip = (torch.randint(2, (n,), device=dev) * self._fires(n, s.xflip, dev)).bool()
-        if s.rotate90:
-            k = torch.randint(4, (n,), device=dev) * self._fires(n, s.rotate90, dev)
-            if h != w:
-                k = k - k % 2
-        # After the flip, col j of the image reads fa(j); the turn then maps (i, j) as torch.rot90 does.
-        def fa(j: torch.Tensor) -> torch.Tensor:
-            return torch.where(flip[:, None], (w - 1) - j, j)
-        # k = 0, 1, 2, 3; odd k (square images only) read the transposed image.
-        rr = [r0, fa((w - 1) - r0) if h == w else r0, (h - 1) - r0, fa(r0) if h == w else r0]
-        cc = [fa(c0), c0, fa((w - 1) - c0), (w - 1) - c0]
-        rows = torch.stack(rr).gather(0, k[None, :, None].expand(1, n, h))[0]
-        cols = torch.stack(cc).gather(0, k[None, :, None].expand(1, n, w))[0]
-        transpose = (k % 2) == 1
-        if s.xint:
-            fires = self._fires(n, s.xint, dev)
-            frac = (torch.rand(n, 2, device=dev) * 2 - 1) * s.xint_max
-            shift = torch.round(frac * torch.tensor([w, h], device=dev)).long() * fires[:, None]
-            # Output pixel j shows pixel j - dx of the turned image (content moves right by dx), mirrored at edges.
-            rows = rows.gather(1, _reflect_index(r0 - shift[:, 1:2], h))
-            cols = cols.gather(1, _reflect_index(c0 - shift[:, 0:1], w))
-        return rows, cols, transpose
-
-    def _draw_geom(self, n: int, h: int, w: int, dev: torch.device) -> torch.Tensor:
-        """[N, 3, 3] output->input matrices in centred pixel units (identity where no geometric op fired).
-
-        Every op's distribution is symmetric under inversion, so composing the inverse transforms is the same
-        as composing the forward ones."""
-        s = self.spec
-        g = torch.eye(3, device=dev).repeat(n, 1, 1)
-
-        def compose(m: torch.Tensor, fires: torch.Tensor) -> None:
-            nonlocal g
-            g = g @ torch.where(fires[:, None, None], m, torch.eye(3, device=dev).expand(n, 3, 3))
-
-        def scale_mat(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-            m = torch.eye(3, device=dev).repeat(n, 1, 1)
-            m[:, 0, 0], m[:, 1, 1] = sx, sy
-            return m
-
-        def rot_mat(theta: torch.Tensor) -> torch.Tensor:
-            m = torch.eye(3, device=dev).repeat(n, 1, 1)
-            m[:, 0, 0], m[:, 0, 1] = theta.cos(), -theta.sin()
-            m[:, 1, 0], m[:, 1, 1] = theta.sin(), theta.cos()
-            return m
-
-        if s.scale:
-            sc = torch.exp2(torch.randn(n, device=dev) * s.scale_std)
-            compose(scale_mat(sc, sc), self._fires(n, s.scale, dev))
-        # Rotation is applied twice (around the anisotropic scale) with p_rot chosen so that the
-        # probability of any rotation is p, as in the paper.
-        p_rot = 1 - torch.sqrt((1 - self.p * s.rotate).clamp(0, 1))
-        if s.rotate:
-            theta = (torch.rand(n, device=dev) * 2 - 1) * math.pi * s.rotate_max
-            compose(rot_mat(theta), self._fires(n, 1, dev, prob=p_rot))
-        if s.aniso:
-            an = torch.exp2(torch.randn(n, device=dev) * s.aniso_std)
-            compose(scale_mat(an, 1 / an), self._fires(n, s.aniso, dev))
-        if s.rotate:
-            theta = (torch.rand(n, device=dev) * 2 - 1) * math.pi * s.rotate_max
-            compose(rot_mat(theta), self._fires(n, 1, dev, prob=p_rot))
-        if s.xfrac:
-            tr = torch.randn(n, 2, device=dev) * s.xfrac_std * torch.tensor([w, h], device=dev, dtype=torch.float32)
-            m = torch.eye(3, device=dev).repeat(n, 1, 1)
-            m[:, 0, 2], m[:, 1, 2] = tr[:, 0], tr[:, 1]
-            compose(m, self._fires(n, s.xfrac, dev))
-        return g
-
-    def _pads(self, g: torch.Tensor, h: int, w: int) -> tuple[int, int, tuple[torch.Tensor, torch.Tensor]]:
-        """(px, py, (xs, ys)): mirror padding wide enough for every input position the warped 2x grid touches (plus
+    def _pads(self, g: np.ndarray, h: int, w: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """(px, py, xs, ys): mirror padding wide enough for every input position the warped 2x grid touches (plus
         the bilinear tap), rounded to a multiple of 4 so the matrix cache stays small; and that grid's sample
         positions in centred input pixels (extended so the valid down-filter returns H x W)."""
-        dev = g.device
         ld = self._down_kernel.shape[0]
         mx, my = 2 * w + ld - 2, 2 * h + ld - 2
-        xs = (torch.arange(mx, device=dev, dtype=torch.float32) + 0.5) / 2 - mx / 4
-        ys = (torch.arange(my, device=dev, dtype=torch.float32) + 0.5) / 2 - my / 4
+        xs = ((np.arange(mx) + 0.5) / 2 - mx / 4).astype(np.float32)
+        ys = ((np.arange(my) + 0.5) / 2 - my / 4).astype(np.float32)
         cx, cy = float(xs[-1]), float(ys[-1])
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]], device=dev)
-        reach = (g @ corners.T)[:, :2].abs().amax(dim=(0, 2))  # [2]: max |x|, max |y|
+        corners = np.array([[-cx, -cy, 1], [cx, -cy, 1], [-cx, cy, 1], [cx, cy, 1]])
+        reach = np.abs(g @ corners.T)[:, :2].max(axis=(0, 2))  # [2]: max |x|, max |y|
         px = max(math.ceil(float(reach[0]) - w / 2) + 1, 0)
         py = max(math.ceil(float(reach[1]) - h / 2) + 1, 0)
-        return -(-px // 4) * 4, -(-py // 4) * 4, (xs, ys)
+        return -(-px // 4) * 4, -(-py // 4) * 4, xs, ys
 
-    def _separable(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, g: torch.Tensor,
-                   warped: torch.Tensor) -> torch.Tensor:
+    def _separable(self, x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, g: np.ndarray,
+                   warped: np.ndarray) -> torch.Tensor:
         """Blit and an axis-aligned warp as out = A x B^T (A [M, H, H], B [M, W, W]), in x's dtype."""
         m, _, h, w = x.shape
-        a = F.one_hot(rows, h).float()  # [M, H, H]: output row <- input row
-        b = F.one_hot(cols, w).float()
-        if bool(warped.any()):
-            px, py, (xs, ys) = self._pads(g, h, w)
-            a = torch.where(warped[:, None, None], self._axis_warp(g[:, 1, 1], g[:, 1, 2], ys, h, py) @ a, a)
-            b = torch.where(warped[:, None, None], self._axis_warp(g[:, 0, 0], g[:, 0, 2], xs, w, px) @ b, b)
+        dev = x.device
+        a = torch.as_tensor(_one_hot(rows, h), device=dev)  # [M, H, H]: output row <- input row
+        b = torch.as_tensor(_one_hot(cols, w), device=dev)
+        if warped.any():
+            px, py, xs, ys = self._pads(g, h, w)
+            on = torch.as_tensor(warped, device=dev)[:, None, None]
+            a = torch.where(on, self._axis_warp(g[:, 1, 1], g[:, 1, 2], ys, h, py, dev) @ a, a)
+            b = torch.where(on, self._axis_warp(g[:, 0, 0], g[:, 0, 2], xs, w, px, dev) @ b, b)
         a, b = a.to(x.dtype), b.to(x.dtype)
         return a[:, None] @ (x @ b.transpose(1, 2)[:, None])
 
-    def _axis_warp(self, scale: torch.Tensor, offset: torch.Tensor, grid: torch.Tensor, size: int,
-                   pad: int) -> torch.Tensor:
+    def _axis_warp(self, scale: np.ndarray, offset: np.ndarray, grid: np.ndarray, size: int, pad: int,
+                   dev: torch.device) -> torch.Tensor:
         """[M, size, size]: one axis of the alias-free warp x -> scale * x + offset (centred pixel units):
         mirror-pad and 2x upsample, sample the 2x grid bilinearly (grid_sample's arithmetic: align_corners=False,
         reflection at the padded edge), low-pass and decimate, composed into one matrix per image."""
-        dev = scale.device
-        up = self._matrix("up", size, pad, dev)  # [U, size]
-        down = self._matrix("down", size, 0, dev)  # [size, len(grid)]
+        up = self._matrix("up", size, pad, None)  # [U, size], NumPy
         n_up = up.shape[0]
-        src = scale[:, None] * grid[None, :] + offset[:, None]  # [M, G] centred input pixels
-        coord = src / ((size + 2 * pad) / 2)  # grid_sample's normalised coordinates, as the 2-D path makes them
+        # float32 as the 2-D path computes its grid, then grid_sample's unnormalisation
+        src = scale.astype(np.float32)[:, None] * grid[None, :] + offset.astype(np.float32)[:, None]
+        coord = src / np.float32((size + 2 * pad) / 2)
         pos = ((coord + 1) * n_up - 1) / 2
-        pos = _reflect_coordinate(pos, n_up).clamp(0, n_up - 1)
-        i0 = pos.floor()
-        frac = pos - i0
-        i0 = i0.long()
-        i1 = (i0 + 1).clamp(max=n_up - 1)
-        wts = torch.zeros(*src.shape, n_up, device=dev)  # [M, G, U]
-        wts.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
-        wts.scatter_add_(2, i1[..., None], torch.where(i0 + 1 < n_up, frac, 0.0)[..., None])
-        return down @ wts @ up
+        pos = np.clip(_reflect_coordinate(pos, n_up), 0, n_up - 1)
+        i0 = np.floor(pos)
+        frac = (pos - i0).astype(np.float32)[..., None]
+        i0 = i0.astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_up - 1)
+        # Each 2x-grid sample blends two rows of the upsampling matrix: [M, len(grid), size] without the
+        # [M, len(grid), U] interpolation matrix.
+        sampled = up[i0] * (1 - frac) + up[i1] * np.where((i0 + 1 < n_up)[..., None], frac, 0)
+        return self._matrix("down", size, 0, dev) @ torch.as_tensor(sampled, device=dev)
 
-    def _rotated(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, g: torch.Tensor,
-                 warped: torch.Tensor) -> torch.Tensor:
+    def _rotated(self, x: torch.Tensor, rows: np.ndarray, cols: np.ndarray, g: np.ndarray,
+                 warped: np.ndarray) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return self.resample(x, g, F.one_hot(rows, h).float(), F.one_hot(cols, w).float())
+        dev = x.device
+        return self.resample(x, torch.as_tensor(g, dtype=torch.float32, device=dev),
+                             torch.as_tensor(_one_hot(rows, h), device=dev),
+                             torch.as_tensor(_one_hot(cols, w), device=dev))
 
-    def _matrix(self, kind: str, size: int, pad: int, device: torch.device) -> torch.Tensor:
+    def _matrix(self, kind: str, size: int, pad: int, device: torch.device | None) -> torch.Tensor | np.ndarray:
+        """A cached resampling matrix ("up" or "down") as a float32 tensor on `device`, or NumPy for None."""
         key = (kind, size, pad, str(device))
         if key not in self._matrices:
             if kind == "up":
-                mat = up_matrix(size, pad, self._up_phases)
+                mat = up_matrix(size, pad, self._up_phases).astype(np.float32)
             else:
-                mat = down_matrix(size, self._down_kernel)
-            self._matrices[key] = torch.tensor(mat, dtype=torch.float32, device=device)
+                mat = down_matrix(size, self._down_kernel).astype(np.float32)
+            self._matrices[key] = mat if device is None else torch.tensor(mat, device=device)
         return self._matrices[key]
 
-    def resample(self, x: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None = None,
+    def resample(self, x: torch.Tensor, g: torch.Tensor | np.ndarray, rows: torch.Tensor | None = None,
                  cols: torch.Tensor | None = None) -> torch.Tensor:
         """Warp [M, C, H, W] by the output->input matrices g [M, 3, 3] (centred pixel units), alias-free.
 
@@ -383,75 +449,35 @@ class AugmentPipe(torch.nn.Module):
         """
         m, c, h, w = x.shape
         dev = x.device
-        px, py, (xs, ys) = self._pads(g, h, w)
+        g = g.detach().cpu().double().numpy() if isinstance(g, torch.Tensor) else g
+        px, py, xs, ys = self._pads(g, h, w)
         up_w = self._matrix("up", w, px, dev)
         up_h = self._matrix("up", h, py, dev)
         if rows is not None:
             up_h, up_w = (up_h @ rows)[:, None], (up_w @ cols)[:, None]  # [M, 1, U, H], [M, 1, U, W]
         up = up_h.to(x.dtype) @ (x @ up_w.to(x.dtype).transpose(-1, -2))  # [M, C, 2(H + 2py), 2(W + 2px)]
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        pts = torch.stack([gx, gy, torch.ones_like(gx)]).reshape(3, -1)  # [3, P]
+        gx, gy = np.meshgrid(xs, ys)  # [len(ys), len(xs)]
+        pts = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])  # [3, P]
         src = (g @ pts)[:, :2]  # [M, 2, P] in centred input pixels
-        norm = torch.tensor([(w + 2 * px) / 2, (h + 2 * py) / 2], device=dev)[None, :, None]
-        grid = (src / norm).transpose(1, 2).reshape(m, len(ys), len(xs), 2)
-        warped = F.grid_sample(up, grid.to(up.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
+        norm = np.array([(w + 2 * px) / 2, (h + 2 * py) / 2])[None, :, None]
+        grid = (src / norm).transpose(0, 2, 1).reshape(m, len(ys), len(xs), 2).astype(np.float32)
+        warped = F.grid_sample(up, torch.as_tensor(grid, dtype=up.dtype, device=dev), mode="bilinear",
+                               padding_mode="reflection", align_corners=False)
         down_w = self._matrix("down", w, 0, dev).to(x.dtype)
         down_h = self._matrix("down", h, 0, dev).to(x.dtype)
         return down_h @ (warped @ down_w.T)
 
     # -- colour -------------------------------------------------------------------------------------
 
-    def _color(self, x: torch.Tensor) -> torch.Tensor:
-        s, (n, c, h, w), dev = self.spec, x.shape, x.device
-        cm = torch.eye(4, device=dev).repeat(n, 1, 1)
-        changed = torch.zeros(n, dtype=torch.bool, device=dev)
-        v = torch.cat([self._luma, self._luma.new_zeros(1)])  # luma axis, homogeneous 0
-        vv = torch.outer(v, v)
-        eye = torch.eye(4, device=dev)
-
-        def apply(m: torch.Tensor, fires: torch.Tensor) -> None:
-            nonlocal cm, changed
-            cm = torch.where(fires[:, None, None], m, eye) @ cm
-            changed = changed | fires
-
-        if s.brightness:
-            b = torch.randn(n, device=dev) * s.brightness_std
-            m = eye.repeat(n, 1, 1)
-            m[:, :3, 3] = b[:, None]
-            apply(m, self._fires(n, s.brightness, dev))
-        if s.contrast:
-            k = torch.exp2(torch.randn(n, device=dev) * s.contrast_std)
-            m = eye.repeat(n, 1, 1)
-            m[:, 0, 0] = m[:, 1, 1] = m[:, 2, 2] = k
-            apply(m, self._fires(n, s.contrast, dev))
-        if s.lumaflip:
-            flip = torch.randint(2, (n,), device=dev).float()
-            apply(eye - 2 * vv * flip[:, None, None], self._fires(n, s.lumaflip, dev))
-        if s.hue:
-            theta = (torch.rand(n, device=dev) * 2 - 1) * math.pi * s.hue_max
-            apply(self._rotation_about_luma(theta), self._fires(n, s.hue, dev))
-        if s.saturation:
-            sat = torch.exp2(torch.randn(n, device=dev) * s.saturation_std)
-            m = vv + (eye - vv) * sat[:, None, None]
-            m[:, 3, 3] = 1
-            apply(m, self._fires(n, s.saturation, dev))
-        if not bool(changed.any()):
+    def _color(self, x: torch.Tensor, d: "_Draws") -> torch.Tensor:
+        n, c, h, w = x.shape
+        if (d.color == np.eye(4)).all():
             return x
         # One product for the whole batch: where no op fired the matrix is the identity and the offset 0, which
         # reproduces those images exactly (finite values), so no selection pass is needed.
+        cm = torch.as_tensor(d.color, dtype=x.dtype, device=x.device)
         flat = x.reshape(n, c, h * w)
-        return torch.baddbmm(cm[:, :3, 3:].to(x.dtype), cm[:, :3, :3].to(x.dtype), flat).reshape(n, c, h, w)
-
-    def _rotation_about_luma(self, theta: torch.Tensor) -> torch.Tensor:
-        """Rodrigues rotation of RGB about the grey axis by theta (4x4, homogeneous)."""
-        n = theta.shape[0]
-        v = self._luma
-        k = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], device=theta.device)
-        eye3 = torch.eye(3, device=theta.device)
-        r = eye3 + theta.sin()[:, None, None] * k + (1 - theta.cos())[:, None, None] * (k @ k)
-        m = torch.eye(4, device=theta.device).repeat(n, 1, 1)
-        m[:, :3, :3] = r
-        return m
+        return torch.baddbmm(cm[:, :3, 3:], cm[:, :3, :3], flat).reshape(n, c, h, w)
 
     # -- image-space filtering ----------------------------------------------------------------------
 
