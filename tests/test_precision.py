@@ -193,7 +193,7 @@ def test_bf16_images_within_the_stated_bound_of_fp32():
     a = np.stack([x for _, x in generate_images(G, seeds, psi=0.7, precision="fp32")]).astype(int)
     b = np.stack([x for _, x in generate_images(G, seeds, psi=0.7, precision="bf16")]).astype(int)
     d = np.abs(a - b)
-    assert 0 < d.mean() < 1.0, d.mean()  # measured 0.31 levels of 255 (32 seeds)
+    assert 0 < d.mean() < 1.0, d.mean()  # measured 0.40 levels of 255 (32 seeds)
     assert np.percentile(d, 99) <= 4 and d.max() <= 24
 
 
