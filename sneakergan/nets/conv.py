@@ -55,7 +55,7 @@ def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding:
 
 
 def _fp32_weight_grad() -> bool:
-    """SNEAKERGAN_FP32_WEIGHT_GRAD=1 on more than one thread: weight gradients from float32 copies (module docstring)."""
+    """SNEAKERGAN_FP32_WEIGHT_GRAD=1 on more than one thread: weight gradients from float32 copies (module doc)."""
     return torch.get_num_threads() > 1 and os.environ.get("SNEAKERGAN_FP32_WEIGHT_GRAD") == "1"
 
 
@@ -129,7 +129,8 @@ class _Conv2d(torch.autograd.Function):
 
 def _fused_act_available(x: torch.Tensor) -> bool:
     return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.ndim == 4
-            and x.is_contiguous(memory_format=torch.channels_last) and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
 
 def conv2d_lrelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: int, padding: int, slope: float,
@@ -147,7 +148,8 @@ def conv2d_lrelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, strid
     if not _fused_act_available(x):
         return None
     if not torch.is_grad_enabled() or not (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
-        return _conv_lrelu_forward(x, w.to(x.dtype), None if b is None else b.to(x.dtype), stride, padding, slope, clamp)
+        b_lp = None if b is None else b.to(x.dtype)
+        return _conv_lrelu_forward(x, w.to(x.dtype), b_lp, stride, padding, slope, clamp)
     return _Conv2dLReLU.apply(x, w, b, stride, padding, slope, clamp)
 
 

@@ -305,6 +305,7 @@ class Conv2dLayer(nn.Module):
         g = self.act_gain * gain
         w = self.weight * (self.weight_gain * g)
         b = self.bias * g if self.bias is not None else None
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         k = w.shape[-1]
         if self.down and k == 1 and is_channels_last(x):
             # Lowpass, then let the 1x1 conv's stride decimate: the same samples as slicing first (and the same
@@ -323,13 +324,11 @@ class Conv2dLayer(nn.Module):
                 p = self.padding + 1
                 x = fir_filter(x, self.resample_filter, (p, p, p, p))
                 stride, padding = 2, 0
-            clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
             if self.activation == "lrelu":
                 y = conv2d_lrelu(x, w, b, stride, padding, LRELU_SLOPE, clamp)
                 if y is not None:
                     return y
             x = conv2d(x, w, b, stride=stride, padding=padding)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, None, self.activation, clamp=clamp)
 
 
@@ -382,9 +381,9 @@ def polyphase_weight(w: torch.Tensor) -> torch.Tensor:
     """A 3x3 conv weight [O, I, 3, 3] as the [4 O, I, 2, 2] weight of `_conv`'s polyphase upsampling.
 
     The stride-2 transposed convolution with w computes output pixel (2m + a, 2n + b) from inputs (m - 1 + dy,
-    n - 1 + dx), dy, dx in {0, 1}, with tap ky = TAP[a][dy] (kx likewise; None: no tap). One ordinary 2x2
-    convolution with padding 1 and the four phases (a, b) as output channels o * 4 + a * 2 + b therefore gives
-    all of it; pixel_shuffle interleaves the phases.
+    n - 1 + dx), dy, dx in {0, 1}, through tap (ky, kx) with ky = 2, 0 for a = 0 and dy = 0, 1, ky = 1 for a = 1 and
+    dy = 1, none for a = 1 and dy = 0 (kx likewise). One ordinary 2x2 convolution with padding 1 and the four phases
+    (a, b) as output channels o * 4 + a * 2 + b therefore gives all of it; pixel_shuffle interleaves the phases.
     """
     o, i = w.shape[:2]
     # One gather (differentiable, so training can use it too): index 9 is an appended zero.

@@ -26,8 +26,8 @@ class StyleLayer:
     affine: FullyConnected
 
 
-def _polyphase_layout(x: torch.Tensor) -> bool:
-    """bf16 maps on a CPU: channels-last, upsampling in polyphase form (layers.polyphase_weight)."""
+def _cpu_bf16(x: torch.Tensor) -> bool:
+    """bf16 maps on a CPU (inference runs them channels-last, upsampling in polyphase form where it pays)."""
     return _under_cpu_bf16_autocast(x).dtype == torch.bfloat16 and x.device.type == "cpu"
 
 
@@ -95,7 +95,7 @@ class SynthesisLayer(WeightsCacheMixin, nn.Module):
         x = _under_cpu_bf16_autocast(x)
         # bf16 on CPUs runs channels-last: oneDNN's kernels work in it, and default-layout maps were reordered
         # into it and back around every convolution (a third of a paper256 render).
-        cl = _polyphase_layout(x)
+        cl = _cpu_bf16(x)
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         # Polyphase pays where the channels are many for the map's size (bf16, 2 threads, batch 1-8: 1.3-1.9x at
