@@ -153,6 +153,18 @@ def conv2d_lrelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, strid
     return _Conv2dLReLU.apply(x, w, b, stride, padding, slope, clamp)
 
 
+def lrelu_clamp_backward(gy: torch.Tensor, y: torch.Tensor, slope: float, clamp: float | None) -> torch.Tensor:
+    """The gradient through y = clamp(leaky_relu(z), -clamp, clamp), from the output y alone.
+
+    Both masks come from y: leaky ReLU keeps the sign, and the clamp bound is reached only where the clamp acted.
+    Differentiable in gy (aten's backward ops have their own derivatives), so R1's and path length's double
+    backward go through it.
+    """
+    if clamp is not None:
+        gy = torch.ops.aten.hardtanh_backward(gy, y, -clamp, clamp)
+    return torch.ops.aten.leaky_relu_backward(gy, y, slope, True)
+
+
 def _conv_lrelu_forward(x, w_lp, b_lp, stride, padding, slope, clamp):
     if clamp is None:
         y = torch.ops.mkldnn._convolution_pointwise(x, w_lp, b_lp, list(_pair(padding)), list(_pair(stride)), [1, 1], 1,
@@ -176,11 +188,7 @@ class _Conv2dLReLU(torch.autograd.Function):
     def backward(ctx, gy):  # noqa: D102
         x, w, w_lp, y = ctx.saved_tensors
         stride, padding, slope, clamp, has_bias = ctx.conf
-        # Both masks from the output: lrelu keeps the sign, and the clamp bound is reached only where it acted.
-        # Differentiable in gy (aten's backward ops have their own derivatives), so R1's double backward works.
-        if clamp is not None:
-            gy = torch.ops.aten.hardtanh_backward(gy, y, -clamp, clamp)
-        gz = torch.ops.aten.leaky_relu_backward(gy, y, slope, True)
+        gz = lrelu_clamp_backward(gy, y, slope, clamp)
         return (*_conv2d_backward(ctx.needs_input_grad, x, w, w_lp, gz, stride, padding, 1, has_bias),
                 None, None, None, None)
 

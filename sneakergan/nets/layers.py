@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..precision import float32_region
-from .conv import conv2d, conv2d_lrelu, conv_transpose2d
+from .conv import conv2d, conv2d_lrelu, conv_transpose2d, lrelu_clamp_backward
 
 LRELU_GAIN = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
@@ -77,10 +77,7 @@ class _BiasLReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):  # noqa: D102
         (z,) = ctx.saved_tensors
-        slope, clamp = ctx.conf
-        if clamp is not None:
-            gy = torch.ops.aten.hardtanh_backward(gy, z, -clamp, clamp)
-        gz = torch.ops.aten.leaky_relu_backward(gy, z, slope, True)
+        gz = lrelu_clamp_backward(gy, z, *ctx.conf)
         gb = gz.sum(dim=(0, 2, 3)).float() if ctx.needs_input_grad[1] else None
         return gz, gb, None, None
 
